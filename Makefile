@@ -1,0 +1,63 @@
+# hashrank: `make serve` serves the shipped model on :8080; `make test` runs the whole suite.
+# Both create .venv on first use and are idempotent (stamp files track what is installed).
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+BIN    := $(VENV)/bin
+HOST   ?= 0.0.0.0
+PORT   ?= 8080
+export HF_HUB_OFFLINE := 1
+
+.PHONY: serve test test-fast lint bench lock train-sts train-rerank eval clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+# Serving install: no torch.
+$(VENV)/.serve-installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e .
+	touch $@
+
+# Tests need the torch/train/dev extras; torch is pinned first so nothing pulls a CUDA build.
+$(VENV)/.dev-installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -e ".[dev]"
+	touch $(VENV)/.serve-installed $@
+
+serve: $(VENV)/.serve-installed
+	$(BIN)/hashrank serve --host $(HOST) --port $(PORT)
+
+test: $(VENV)/.dev-installed lint
+	$(BIN)/python -m pytest -q
+
+test-fast: $(VENV)/.dev-installed
+	$(BIN)/python -m pytest -q -m "not slow"
+
+lint: $(VENV)/.dev-installed
+	$(BIN)/ruff check app tests training loadtest deploy
+	$(BIN)/hadolint Dockerfile
+	$(BIN)/check-jsonschema --builtin-schema vendor.compose-spec docker-compose.yml
+
+bench: $(VENV)/.dev-installed
+	$(BIN)/python -m loadtest.bench
+
+train-sts: $(VENV)/.dev-installed
+	$(BIN)/python -m training.sts --out models/sts-hash-nano
+
+train-rerank: $(VENV)/.dev-installed
+	$(BIN)/python -m training.rerank --out models/rerank-hash-nano
+
+eval: $(VENV)/.dev-installed
+	$(BIN)/hashrank eval --model models/sts-hash-nano
+
+# Re-pin the serving install used by the Dockerfile.
+lock:
+	rm -rf /tmp/hashrank-lock && $(PYTHON) -m venv /tmp/hashrank-lock
+	/tmp/hashrank-lock/bin/pip install --quiet .
+	{ echo "# Pinned serving install (no torch), used by the Dockerfile and the container-equivalent test."; \
+	  echo "# Regenerate: make lock"; \
+	  /tmp/hashrank-lock/bin/pip freeze | grep -v '^hashrank'; } > requirements/serve.lock
+
+clean:
+	rm -rf $(VENV) dist build *.egg-info .pytest_cache .ruff_cache .mypy_cache
