@@ -12,7 +12,6 @@ export HF_HUB_OFFLINE := 1
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
 
 # Serving install: no torch.
 $(VENV)/.serve-installed: pyproject.toml | $(BIN)/python
