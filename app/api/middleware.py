@@ -1,0 +1,106 @@
+"""ASGI middleware: the request body limit and the HTTP metrics. Pure ASGI (no BaseHTTPMiddleware), so
+streaming and disconnects pass through untouched."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app.api.errors import ApiError, respond, route_path
+from app.metrics import Metrics
+
+
+class BodyLimit:
+    """Refuse a body over max_bytes with 413 before anything parses it: at once from Content-Length, or
+    as soon as a chunked body grows past the limit. The accepted body is replayed to the app."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
+            await self.app(scope, receive, send)
+            return
+        declared = _content_length(scope)
+        if declared is not None and declared > self.max_bytes:
+            await self._refuse(scope, receive, send, declared)
+            return
+        messages: list[Message] = []
+        size = 0
+        while True:
+            message = await receive()
+            messages.append(message)
+            if message["type"] != "http.request":
+                break
+            size += len(message.get("body", b""))
+            if size > self.max_bytes:
+                await self._refuse(scope, receive, send, size)
+                return
+            if not message.get("more_body", False):
+                break
+
+        async def replay() -> Message:
+            return messages.pop(0) if messages else await receive()
+
+        await self.app(scope, replay, send)
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send, size: int) -> None:
+        error = ApiError(
+            413,
+            "payload_too_large",
+            f"the request body has {size} bytes or more; the limit is {self.max_bytes}: send fewer or shorter "
+            "documents",
+        )
+        await respond(scope["app"], route_path(scope), error)(scope, receive, send)
+
+
+def _content_length(scope: Scope) -> int | None:
+    for name, value in scope["headers"]:
+        if name == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None
+
+
+class RequestMetrics:
+    """Requests by route, status and model; latency; in-flight. The route is the matched path template
+    ("other" for unknown paths, so scanners cannot grow the label set); the model is what the handler
+    resolved (request.state.model)."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+        self._paths: set[str] | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        if self._paths is None:
+            self._paths = {getattr(r, "path", "") for r in scope["app"].routes}
+        path = route_path(scope)
+        in_flight = self.metrics.in_flight.labels(path if path in self._paths else "other")
+        status = 500  # if the app raises before responding, ServerErrorMiddleware sends a 500
+        started = time.perf_counter()
+
+        async def send_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        in_flight.inc()
+        try:
+            await self.app(scope, receive, send_status)
+        finally:
+            in_flight.dec()
+            route: Any = scope.get("route")
+            label = getattr(route, "path", None) or "other"
+            model = str(scope.get("state", {}).get("model", ""))
+            self.metrics.requests.labels(label, str(status), model).inc()
+            self.metrics.request_seconds.labels(label, model).observe(time.perf_counter() - started)

@@ -1,0 +1,309 @@
+"""DynamicBatcher: turns many small requests into few forward passes. It speaks only items and futures.
+
+A request's items (one per pair: payload, token length) share the request's deadline and future. They
+wait in one queue ordered by fair-queuing tags: item k of a request gets tag (virtual time at arrival
++ k), so a 500-document request and a 1-pair request that arrive together interleave one item per
+request per round, and the small one is never stuck behind the big one (Triton's priority idea, per
+request). To form a batch the batcher pops the `window` lowest tags, keeps the lowest as the anchor (it
+always runs: no starvation) and adds the pool items closest in length to it while
+`pairs <= max_batch_pairs` and `pairs x longest <= max_batch_tokens` (TEI's padded budget, Infinity's
+length sorting). The rest goes back.
+
+Continuous batching: when a forward pass ends the next batch is formed at once from what arrived
+meanwhile; only an idle batcher waits, at most `max_wait_ms`, for a batch to fill. Forward passes run in
+one worker thread per model; the event loop only forms batches and resolves futures.
+
+Admission: more than `max_queue_pairs` waiting pairs is `Overloaded` (429, with a Retry-After from the
+measured throughput). A request whose deadline passes, or whose waiter is cancelled (the client went
+away), leaves the queue at once: its pairs are counted and never run. A failed forward pass fails every
+request with a pair in it, with the same error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import heapq
+import logging
+import math
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from app.errors import DeadlineExceeded, NotReady, Overloaded, RerankError, RuntimeFailure
+from app.metrics import ModelMetrics
+
+log = logging.getLogger(__name__)
+
+RunBatch = Callable[[list[Any]], Sequence[Any]]
+
+
+@dataclass(eq=False)
+class _Request:
+    """The waiters of one submit(): one future for all its items."""
+
+    future: asyncio.Future[list[Any]]
+    deadline: float  # time.monotonic() seconds
+    enqueued: float
+    outputs: list[Any]
+    remaining: int  # items not yet delivered
+    queued: int  # items still waiting in the queue
+
+
+@dataclass(eq=False, slots=True)
+class _Item:
+    request: _Request
+    index: int  # position in the request's payloads
+    payload: Any
+    length: int  # tokens; the padded cost of a batch is pairs x the longest length
+
+
+@dataclass(order=True, slots=True)
+class _Entry:
+    tag: int
+    seq: int
+    item: _Item = field(compare=False)
+
+
+class DynamicBatcher:
+    def __init__(
+        self,
+        run_batch: RunBatch,
+        metrics: ModelMetrics,
+        *,
+        max_batch_pairs: int = 32,
+        max_batch_tokens: int = 32 * 128,
+        max_wait_ms: float = 2.0,
+        max_queue_pairs: int = 4096,
+        window: int = 4,
+        name: str = "model",
+    ) -> None:
+        self._run_batch = run_batch
+        self._metrics = metrics
+        self.max_batch_pairs = max_batch_pairs
+        self.max_batch_tokens = max_batch_tokens
+        self.max_wait_s = max_wait_ms / 1000
+        self.max_queue_pairs = max_queue_pairs
+        # Pool size when forming a batch: a few batches' worth gives length sorting room to work.
+        self._window = max(1, window) * max_batch_pairs
+        self.name = name
+
+        self._heap: list[_Entry] = []
+        self._seq = 0
+        self._vtime = 0  # highest tag dispatched so far: new requests start their tags here
+        self._live = 0  # queued items of requests still waiting (the queue depth)
+        self._pairs_per_s = 0.0  # throughput estimate for Retry-After
+        self._arrived = asyncio.Event()
+        self._full = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._executor: ThreadPoolExecutor | None = None
+        self._closing = False
+        self.healthy = True  # False after a failed forward pass, until one succeeds
+
+    # ---- lifecycle ----
+
+    def start(self) -> None:
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"infer-{self.name}")
+        self._task = asyncio.get_running_loop().create_task(self._loop(), name=f"batcher-{self.name}")
+
+    async def stop(self, drain_timeout_s: float = 10.0) -> None:
+        """Refuse new work, finish the queue (up to drain_timeout_s), then fail whatever is left."""
+        self._closing = True
+        self._arrived.set()
+        if self._task is not None:
+            try:
+                await asyncio.wait_for(asyncio.shield(self._task), drain_timeout_s)
+            except TimeoutError:
+                self._task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._task
+        for entry in self._heap:
+            self._finish(entry.item.request, NotReady("the server is shutting down; retry on another replica"))
+        self._heap.clear()
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+
+    @property
+    def depth(self) -> int:
+        """Pairs waiting for a forward pass."""
+        return self._live
+
+    # ---- submitting ----
+
+    async def run(self, payloads: Sequence[Any], lengths: Sequence[int], deadline: float) -> list[Any]:
+        """Outputs of run_batch for each payload, in order. Raises Overloaded, DeadlineExceeded, NotReady,
+        or the batch's error; cancelling the caller drops its queued items."""
+        request = self.submit(payloads, lengths, deadline)
+        try:
+            async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
+                return await asyncio.shield(request.future)
+        except TimeoutError:
+            self._finish(request, _deadline_error(), reason="deadline")
+            raise _deadline_error() from None
+        except asyncio.CancelledError:
+            self._finish(request, None, reason="disconnect")
+            raise
+
+    def submit(self, payloads: Sequence[Any], lengths: Sequence[int], deadline: float) -> _Request:
+        if self._closing or self._task is None:
+            raise NotReady("the model is not serving (starting or shutting down); retry shortly")
+        n = len(payloads)
+        now = time.monotonic()
+        future: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
+        request = _Request(future, deadline, now, [None] * n, remaining=n, queued=n)
+        if n == 0:
+            future.set_result([])
+            return request
+        if deadline <= now:
+            self._metrics.dropped_deadline.inc(n)
+            raise _deadline_error()
+        if self._live + n > self.max_queue_pairs:
+            self._metrics.rejected.inc()
+            raise Overloaded(
+                f"the queue of model {self.name!r} is full ({self._live} pairs waiting); retry after the "
+                "Retry-After delay or send fewer pairs",
+                retry_after_s=self._retry_after(n),
+            )
+        start = self._vtime
+        for k, i in enumerate(sorted(range(n), key=lengths.__getitem__)):
+            self._seq += 1
+            heapq.heappush(self._heap, _Entry(start + k + 1, self._seq, _Item(request, i, payloads[i], lengths[i])))
+        self._live += n
+        self._metrics.queue_depth.set(self._live)
+        self._arrived.set()
+        if self._live >= self.max_batch_pairs:
+            self._full.set()
+        return request
+
+    def _retry_after(self, n: int) -> int:
+        if self._pairs_per_s <= 0:
+            return 1
+        return max(1, min(60, math.ceil((self._live + n) / self._pairs_per_s)))
+
+    def _finish(self, request: _Request, error: BaseException | None, reason: str = "") -> None:
+        """End a request early: take its items out of the queue count and fail (or cancel) its future."""
+        if request.queued:
+            self._live -= request.queued
+            self._metrics.queue_depth.set(self._live)
+            if reason == "deadline":
+                self._metrics.dropped_deadline.inc(request.queued)
+            elif reason == "disconnect":
+                self._metrics.dropped_disconnect.inc(request.queued)
+            request.queued = 0
+        if not request.future.done():
+            if error is None:
+                request.future.cancel()
+            else:
+                request.future.set_exception(error)
+
+    # ---- the batching loop ----
+
+    async def _loop(self) -> None:
+        while True:
+            if not self._live:
+                if self._closing:
+                    return
+                self._arrived.clear()
+                await self._arrived.wait()
+                # Idle until now: give concurrent requests max_wait to join this batch.
+                if self.max_wait_s > 0 and self._live < self.max_batch_pairs and not self._closing:
+                    self._full.clear()
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(self.max_wait_s):
+                            await self._full.wait()
+            batch = self._take_batch()
+            if batch:
+                await self._execute(batch)
+
+    def _take_batch(self) -> list[_Item]:
+        now = time.monotonic()
+        pool: list[_Entry] = []
+        while self._heap and len(pool) < self._window:
+            entry = heapq.heappop(self._heap)
+            request = entry.item.request
+            if request.future.done():  # abandoned; counted when it was
+                continue
+            if request.deadline <= now:
+                self._finish(request, _deadline_error(), reason="deadline")
+                continue
+            pool.append(entry)
+        if not pool:
+            return []
+        anchor = pool[0]  # the lowest tag: always runs
+        by_length = sorted(pool, key=lambda e: e.item.length)
+        a = next(i for i, e in enumerate(by_length) if e is anchor)
+        lo = hi = a
+        longest = anchor.item.length
+        while hi - lo + 1 < self.max_batch_pairs:
+            # Grow towards the neighbour closest in length to the anchor, within the padded budget.
+            steps = []
+            if lo > 0:
+                steps.append((anchor.item.length - by_length[lo - 1].item.length, -1))
+            if hi + 1 < len(by_length):
+                steps.append((by_length[hi + 1].item.length - anchor.item.length, +1))
+            for _, step in sorted(steps):
+                width = longest if step < 0 else by_length[hi + 1].item.length
+                if (hi - lo + 2) * width <= self.max_batch_tokens:
+                    if step < 0:
+                        lo -= 1
+                    else:
+                        hi += 1
+                        longest = width
+                    break
+            else:
+                break
+        chosen = by_length[lo : hi + 1]
+        for entry in by_length[:lo] + by_length[hi + 1 :]:
+            heapq.heappush(self._heap, entry)
+        self._vtime = max(self._vtime, max(e.tag for e in chosen))
+        items = [e.item for e in chosen]
+        for item in items:
+            item.request.queued -= 1
+            self._metrics.queue_seconds.observe(now - item.request.enqueued)
+        self._live -= len(items)
+        self._metrics.queue_depth.set(self._live)
+        return items
+
+    async def _execute(self, items: list[_Item]) -> None:
+        m = self._metrics
+        width = max(item.length for item in items)
+        real = sum(item.length for item in items)
+        m.batch_pairs.observe(len(items))
+        m.batch_padded_tokens.observe(width * len(items))
+        m.batch_padding_ratio.observe(1 - real / (width * len(items)))
+        m.batch_tokens.inc(real)
+        started = time.perf_counter()
+        try:
+            outputs = await asyncio.get_running_loop().run_in_executor(
+                self._executor, self._run_batch, [item.payload for item in items]
+            )
+            if len(outputs) != len(items):
+                raise RuntimeFailure(f"batch size mismatch: {len(items)} inputs, {len(outputs)} outputs")
+        except Exception as exc:
+            log.exception("forward pass of %d pairs failed on model %r", len(items), self.name)
+            m.batch_failures.inc()
+            self.healthy = False
+            error = exc if isinstance(exc, RerankError) else RuntimeFailure("inference failed; see the server log")
+            for item in items:
+                self._finish(item.request, error)
+            return
+        elapsed = time.perf_counter() - started
+        m.inference_seconds.observe(elapsed)
+        m.pairs_scored.inc(len(items))
+        self.healthy = True
+        rate = len(items) / max(elapsed, 1e-6)
+        self._pairs_per_s = rate if self._pairs_per_s == 0 else 0.8 * self._pairs_per_s + 0.2 * rate
+        for item, output in zip(items, outputs, strict=True):
+            request = item.request
+            if request.future.done():
+                continue
+            request.outputs[item.index] = output
+            request.remaining -= 1
+            if request.remaining == 0:
+                request.future.set_result(request.outputs)
+
+
+def _deadline_error() -> DeadlineExceeded:
+    return DeadlineExceeded("the request's deadline passed before it was scored; raise timeout_ms or retry")

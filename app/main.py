@@ -1,0 +1,70 @@
+"""create_app(settings) -> the FastAPI app. The lifespan loads every model (a failure stops startup),
+starts the batchers and warms up in the background: /health/live answers at once, /health/ready and the
+scoring routes only once warm-up is done. On shutdown the app reports not ready, drains the queues and
+stops."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI
+
+from app.api.errors import install_error_handlers
+from app.api.middleware import BodyLimit, RequestMetrics
+from app.api.responses import JSONBody
+from app.api.routes import ops, rank, score
+from app.metrics import Metrics, mark_process_dead
+from app.reranker import Reranker
+from app.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings if settings is not None else Settings()
+    metrics = Metrics()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        reranker = await asyncio.to_thread(Reranker.load, settings, metrics)
+        reranker.start()
+        app.state.reranker = reranker
+        warm = asyncio.create_task(_warm_up(reranker))
+        try:
+            yield
+        finally:
+            reranker.draining = True
+            warm.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await warm
+            await reranker.stop()
+            mark_process_dead(os.getpid())
+
+    app = FastAPI(
+        title="hashrank",
+        summary="Cross-encoder scoring and reranking on CPU",
+        version=ops.VERSION,
+        lifespan=lifespan,
+        default_response_class=JSONBody,
+        root_path=settings.root_path,
+    )
+    app.state.settings = settings
+    app.state.metrics = metrics
+    app.state.reranker = None
+    install_error_handlers(app)
+    for module in (score, rank, ops):
+        app.include_router(module.router)
+    app.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes)
+    app.add_middleware(RequestMetrics, metrics=metrics)  # outermost: sees the 413s too
+    return app
+
+
+async def _warm_up(reranker: Reranker) -> None:
+    try:
+        await reranker.warm_up()
+    except Exception:  # stays not ready; the log says why
+        log.exception("warm-up failed; /health/ready stays 503")

@@ -1,0 +1,149 @@
+"""Settings: the only place the environment is read. `Settings()` reads `HASHRANK_*` variables;
+`hashrank serve` flags override them; `create_app(settings)` receives the result explicitly.
+
+    >>> Settings(models="sts=models/sts-hash-nano").models
+    {'sts': PosixPath('models/sts-hash-nano')}
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, NonNegativeFloat, PositiveInt, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+Backend = Literal["onnx", "onnx-int8", "torch"]
+# The model directories served when HASHRANK_MODELS is not set, in order of preference for /score.
+DEFAULT_MODEL_NAMES = ("sts-hash-nano", "rerank-hash-nano")
+# A checkout keeps models/ next to app/; an installed wheel does not, and the image sets HASHRANK_MODEL_DIR.
+_CHECKOUT_MODELS = Path(__file__).resolve().parents[1] / "models"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="HASHRANK_", extra="ignore", validate_default=True)
+
+    # name -> model directory. Env: `sts=models/sts-hash-nano,rerank=models/rerank-hash-nano`, a JSON
+    # object, or bare paths (named after their directory). Empty: serve whichever of DEFAULT_MODEL_NAMES
+    # exists under model_dir.
+    models: Annotated[dict[str, Path], NoDecode] = Field(default_factory=dict)
+    # Where relative model paths and the default models are looked up. None: the checkout's models/
+    # when running from the repository, else ./models (the image sets /app/models).
+    model_dir: Path | None = None
+    # Model used when a request names none; None: the first configured model (sts-hash-nano by default).
+    default_score_model: str | None = None
+    # None: a model whose name contains "rerank" if one is served, else the /score default.
+    default_rank_model: str | None = None
+
+    # onnx is the serving default; onnx-int8 is faster on some CPUs at a small accuracy cost; torch
+    # needs the [torch] extra and exists for parity checks.
+    backend: Backend = "onnx"
+    # Intra-op threads of each model's inference session. None: all cores up to 4 (more threads than
+    # cores only adds contention, and the tokenizer pool needs some CPU too).
+    threads: PositiveInt | None = None
+    # Threads that tokenize requests off the event loop, overlapping the running forward pass.
+    tokenize_threads: PositiveInt = 2
+    # Tokens per pair; None keeps each model's own max_length. Lower is faster, cuts long documents.
+    max_length: PositiveInt | None = None
+
+    # Padded-token budget of one forward pass (max pair length x pairs). It bounds memory and the
+    # latency of a batch; 32 x 128 keeps a full batch of typical pairs in one pass.
+    max_batch_tokens: Annotated[int, Field(ge=16)] = 32 * 128
+    # Pairs per forward pass; on 2 CPU cores batches of 32 beat 128 (better cache use, less padding).
+    max_batch_pairs: PositiveInt = 32
+    # How long an idle batcher waits for more requests before running a partial batch. Never applied
+    # while a batch is running: arrivals during a forward pass form the next batch at once.
+    max_wait_ms: NonNegativeFloat = 2.0
+    # Pairs waiting in one model's queue; beyond it requests get 429 with Retry-After at once.
+    max_queue_pairs: PositiveInt = 4096
+    # Pairs (or documents) per request; more is 413. Cohere recommends at most 1,000 documents.
+    max_pairs_per_request: PositiveInt = 1000
+    # Request body bytes; a larger body is refused with 413 before it is parsed.
+    max_request_bytes: PositiveInt = 4 * 1024 * 1024
+    # Deadline of a request that sends no timeout_ms; a request may ask for up to max_timeout_ms.
+    timeout_ms: PositiveInt = 30_000
+    max_timeout_ms: PositiveInt = 600_000
+    # Run a few batch shapes through each model before reporting ready.
+    warmup: bool = True
+
+    host: str = "0.0.0.0"
+    port: Annotated[int, Field(ge=0, le=65535)] = 8080
+    # uvicorn worker processes, each loading every model; /metrics aggregates them (multiprocess mode).
+    workers: PositiveInt = 1
+    log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
+    # Path prefix when served behind a proxy that strips it (OpenAPI links use it).
+    root_path: str = ""
+
+    @field_validator("models", mode="before")
+    @classmethod
+    def _parse_models(cls, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        text = value.strip()
+        if not text:
+            return {}
+        if text.startswith("{"):
+            return json.loads(text)
+        out: dict[str, str] = {}
+        for part in filter(None, (p.strip() for p in text.split(","))):
+            name, sep, path = part.partition("=")
+            if not sep:
+                name, path = Path(part).name, part
+            if not name.strip() or not path.strip():
+                raise ValueError(f"bad model entry {part!r}; expected name=path")
+            out[name.strip()] = path.strip()
+        return out
+
+    @model_validator(mode="after")
+    def _check(self) -> Settings:
+        if self.max_pairs_per_request > self.max_queue_pairs:
+            raise ValueError(
+                f"max_pairs_per_request ({self.max_pairs_per_request}) exceeds max_queue_pairs "
+                f"({self.max_queue_pairs}): such a request could never be queued"
+            )
+        if self.timeout_ms > self.max_timeout_ms:
+            raise ValueError(f"timeout_ms ({self.timeout_ms}) exceeds max_timeout_ms ({self.max_timeout_ms})")
+        for field in ("default_score_model", "default_rank_model"):
+            name = getattr(self, field)
+            if name is not None and self.models and name not in self.models:
+                raise ValueError(f"{field} {name!r} is not one of the configured models {sorted(self.models)}")
+        return self
+
+    # ---- derived values ----
+
+    def resolved_model_dir(self) -> Path:
+        if self.model_dir is not None:
+            return self.model_dir
+        if _CHECKOUT_MODELS.is_dir():
+            return _CHECKOUT_MODELS
+        return Path.cwd() / "models"
+
+    def resolved_models(self) -> dict[str, Path]:
+        """name -> absolute model directory; the defaults that exist when `models` is empty."""
+        root = self.resolved_model_dir()
+        if not self.models:
+            return {name: root / name for name in DEFAULT_MODEL_NAMES if (root / name).is_dir()}
+        return {name: _resolve(path, root) for name, path in self.models.items()}
+
+    def resolved_threads(self) -> int:
+        return self.threads or min(4, os.cpu_count() or 1)
+
+    def default_models(self, names: list[str]) -> tuple[str, str]:
+        """(score default, rank default) among the served model names."""
+        score = self.default_score_model or names[0]
+        rerankers = [n for n in names if "rerank" in n]
+        rank = self.default_rank_model or (rerankers[0] if rerankers else score)
+        return score, rank
+
+
+def _resolve(path: Path, root: Path) -> Path:
+    if path.is_absolute():
+        return path
+    # "models/x" given from the repository root, or "x" relative to the models directory.
+    for candidate in (Path.cwd() / path, root / path, root.parent / path):
+        if candidate.is_dir():
+            return candidate.resolve()
+    # Not there: name the path the user most likely meant in the load error.
+    return (root.parent if path.parts[0] == root.name else root) / path
