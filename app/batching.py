@@ -197,6 +197,7 @@ class DynamicBatcher:
                 request.future.cancel()
             else:
                 request.future.set_exception(error)
+                request.future.exception()  # its waiter may be gone (timed out): do not log it as unretrieved
 
     # ---- the batching loop ----
 

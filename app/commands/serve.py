@@ -1,0 +1,91 @@
+"""`hashrank serve [--port 8080] [--workers N] [--models name=path,...] ...`: run the HTTP service.
+
+Every setting is a flag (`--max-batch-pairs 32`) and an environment variable (`HASHRANK_MAX_BATCH_PAIRS`);
+flags win. With no arguments it serves the shipped models from models/ on 0.0.0.0:8080.
+
+    $ hashrank serve --port 8080 --workers 2
+    INFO:     Uvicorn running on http://0.0.0.0:8080 (Press CTRL+C to quit)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from app.settings import Settings
+
+_ENV_PREFIX = "HASHRANK_"
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:  # type: ignore[type-arg]
+    parser = subparsers.add_parser("serve", help="serve /score and /rank over HTTP (uvicorn)")
+    configure(parser)
+    return parser
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    for name, field in Settings.model_fields.items():
+        flag = "--" + name.replace("_", "-")
+        env = _ENV_PREFIX + name.upper()
+        if field.annotation is bool:
+            parser.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=None, help=f"[{env}]")
+        else:
+            default = field.default if field.default_factory is None else field.default_factory()  # type: ignore[call-arg]
+            parser.add_argument(flag, dest=name, default=None, metavar="VALUE", help=f"[{env}] default: {default}")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import uvicorn
+    from pydantic import ValidationError
+
+    overrides = {k: v for k, v in vars(args).items() if k in Settings.model_fields and v is not None}
+    try:
+        settings = Settings(**overrides)
+    except ValidationError as exc:
+        print(f"hashrank serve: invalid settings\n{exc}")
+        return 2
+    options: dict[str, Any] = {
+        "host": settings.host,
+        "port": settings.port,
+        "log_level": settings.log_level,
+        "loop": "auto",  # uvloop when installed
+        "http": "auto",  # httptools when installed
+        "timeout_graceful_shutdown": 30,
+    }
+    if settings.workers == 1:
+        from app.main import create_app
+
+        uvicorn.run(create_app(settings), **options)
+        return 0
+    # Worker processes build their own app from the environment: hand the flags over through it.
+    for name, value in overrides.items():
+        os.environ[_ENV_PREFIX + name.upper()] = _env_value(Settings.model_fields[name].annotation, value)
+    _prepare_multiprocess_metrics()
+    uvicorn.run("app.main:create_app", factory=True, workers=settings.workers, **options)
+    return 0
+
+
+def _env_value(annotation: Any, value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, dict):
+        return json.dumps({k: str(v) for k, v in value.items()})
+    return str(value)
+
+
+def _prepare_multiprocess_metrics() -> None:
+    """Give the workers one directory of metric files, emptied of a previous run's, so /metrics in
+    any worker reports the sum over all of them (prometheus-client multiprocess mode)."""
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if not directory:
+        directory = tempfile.mkdtemp(prefix="hashrank-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
+    path = Path(directory)
+    path.mkdir(parents=True, exist_ok=True)
+    for stale in path.glob("*.db"):
+        stale.unlink()

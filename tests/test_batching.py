@@ -1,0 +1,252 @@
+"""DynamicBatcher with a fake runtime (timing, ordering, failures); the real model runs in tests/api."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import pytest
+
+from app.batching import DynamicBatcher
+from app.errors import DeadlineExceeded, NotReady, Overloaded, RuntimeFailure
+from app.metrics import Metrics
+
+
+class FakeRuntime:
+    """Doubles each payload; records batches; can be held at a gate or made to fail."""
+
+    def __init__(self, delay_s: float = 0.0) -> None:
+        self.batches: list[list[Any]] = []
+        self.delay_s = delay_s
+        self.gate = threading.Event()
+        self.gate.set()
+        self.entered = threading.Event()
+        self.fail_next: Exception | None = None
+        self.drop_one = False
+
+    def __call__(self, payloads: list[Any]) -> Sequence[Any]:
+        self.entered.set()
+        assert self.gate.wait(10), "test gate never opened"
+        self.batches.append(list(payloads))
+        time.sleep(self.delay_s)
+        if self.fail_next is not None:
+            exc, self.fail_next = self.fail_next, None
+            raise exc
+        out = [2 * p for p in payloads]
+        return out[:-1] if self.drop_one else out
+
+
+def make(runtime: FakeRuntime, **kwargs: Any) -> tuple[DynamicBatcher, Metrics]:
+    metrics = Metrics()
+    options: dict[str, Any] = {"max_batch_pairs": 8, "max_batch_tokens": 8 * 64, "max_wait_ms": 2.0}
+    options.update(kwargs)
+    batcher = DynamicBatcher(runtime, metrics.for_model("fake"), name="fake", **options)
+    batcher.start()
+    return batcher, metrics
+
+
+def value(metrics: Metrics, name: str, **labels: str) -> float:
+    return metrics.registry.get_sample_value(name, {"model": "fake", **labels}) or 0.0
+
+
+def later(seconds: float) -> float:
+    return time.monotonic() + seconds
+
+
+async def hold(runtime: FakeRuntime, batcher: DynamicBatcher) -> asyncio.Task[list[Any]]:
+    """Occupy the worker with one pair until runtime.gate is set again."""
+    runtime.gate.clear()
+    runtime.entered.clear()
+    task = asyncio.create_task(batcher.run([0], [1], later(30)))
+    assert await asyncio.to_thread(runtime.entered.wait, 5)
+    return task
+
+
+@pytest.mark.parametrize(("max_wait_ms", "max_batch_pairs"), [(0.0, 4), (2.0, 8), (20.0, 32)])
+async def test_concurrent_requests_coalesce_and_keep_order(max_wait_ms: float, max_batch_pairs: int) -> None:
+    runtime = FakeRuntime(delay_s=0.002)
+    batcher, metrics = make(runtime, max_wait_ms=max_wait_ms, max_batch_pairs=max_batch_pairs)
+    outs = await asyncio.gather(*(batcher.run([i, i + 1000], [5, 9], later(10)) for i in range(64)))
+    await batcher.stop()
+    assert outs == [[2 * i, 2 * (i + 1000)] for i in range(64)]
+    assert all(len(b) <= max_batch_pairs for b in runtime.batches)
+    assert sum(len(b) for b in runtime.batches) == 128
+    assert len(runtime.batches) <= 128 // max_batch_pairs + 2  # all arrived in one loop turn
+    assert value(metrics, "hashrank_batch_size_pairs_count") == len(runtime.batches)
+    assert value(metrics, "hashrank_pairs_scored_total") == 128
+
+
+async def test_padded_token_budget_bounds_every_batch() -> None:
+    runtime = FakeRuntime()
+    batcher, _ = make(runtime, max_batch_pairs=32, max_batch_tokens=400)
+    blocker = await hold(runtime, batcher)
+    lengths = [10, 100, 50, 100, 20, 100, 100, 100, 5, 7]
+    task = asyncio.create_task(batcher.run(list(range(10)), lengths, later(10)))
+    await asyncio.sleep(0.01)
+    runtime.gate.set()
+    assert await task == [2 * i for i in range(10)]
+    await blocker
+    await batcher.stop()
+    for batch in runtime.batches[1:]:
+        assert len(batch) * max(lengths[i] for i in batch) <= 400
+
+
+async def test_length_sorting_keeps_padding_low() -> None:
+    runtime = FakeRuntime()
+    batcher, metrics = make(runtime, max_batch_pairs=4, max_batch_tokens=10_000)
+    blocker = await hold(runtime, batcher)
+    # 16 one-pair requests alternating short and long: FIFO batches would be half padding.
+    lengths = [8 if i % 2 else 200 for i in range(16)]
+    tasks = [asyncio.create_task(batcher.run([i], [lengths[i]], later(10))) for i in range(16)]
+    await asyncio.sleep(0.01)
+    runtime.gate.set()
+    assert [await t for t in tasks] == [[2 * i] for i in range(16)]
+    await blocker
+    await batcher.stop()
+    for batch in runtime.batches[1:]:
+        assert len({lengths[i] for i in batch}) == 1, "a batch mixed short and long pairs"
+    assert value(metrics, "hashrank_batch_padding_ratio_sum") == 0.0
+
+
+async def test_big_request_interleaves_with_small_ones() -> None:
+    runtime = FakeRuntime(delay_s=0.001)
+    batcher, _ = make(runtime, max_batch_pairs=8)
+    blocker = await hold(runtime, batcher)
+    big = asyncio.create_task(batcher.run(list(range(1000, 1200)), [20] * 200, later(10)))
+    await asyncio.sleep(0.005)
+    small = asyncio.create_task(batcher.run([7], [20], later(10)))
+    await asyncio.sleep(0.005)
+    runtime.gate.set()
+    await asyncio.gather(big, small, blocker)
+    await batcher.stop()
+    where = next(i for i, b in enumerate(runtime.batches) if 7 in b)
+    assert where <= 2, f"the 1-pair request waited behind {where - 1} batches of the 200-pair one"
+    assert len(runtime.batches) >= 200 // 8
+
+
+async def test_continuous_batching_never_waits_while_a_batch_runs() -> None:
+    runtime = FakeRuntime()
+    batcher, _ = make(runtime, max_wait_ms=500.0, max_batch_pairs=8)
+    blocker = await hold(runtime, batcher)  # the idle wait of 500 ms applies to this first batch only
+    queued = asyncio.create_task(batcher.run([1], [4], later(10)))
+    await asyncio.sleep(0.01)
+    started = time.monotonic()
+    runtime.gate.set()
+    await queued
+    await blocker
+    await batcher.stop()
+    assert time.monotonic() - started < 0.25, "the batch formed during a forward pass waited for max_wait"
+
+
+async def test_idle_batcher_waits_max_wait_for_company() -> None:
+    runtime = FakeRuntime()
+    batcher, _ = make(runtime, max_wait_ms=200.0, max_batch_pairs=8)
+    first = asyncio.create_task(batcher.run([1], [4], later(10)))
+    await asyncio.sleep(0.02)
+    second = asyncio.create_task(batcher.run([2], [4], later(10)))
+    await asyncio.gather(first, second)
+    await batcher.stop()
+    assert runtime.batches == [[1, 2]]
+
+
+async def test_full_queue_is_rejected_at_once() -> None:
+    runtime = FakeRuntime()
+    batcher, metrics = make(runtime, max_queue_pairs=4)
+    blocker = await hold(runtime, batcher)
+    queued = asyncio.create_task(batcher.run([1, 2, 3, 4], [4] * 4, later(10)))
+    await asyncio.sleep(0)
+    assert batcher.depth == 4
+    with pytest.raises(Overloaded) as info:
+        await batcher.run([5], [4], later(10))
+    assert info.value.retry_after_s >= 1
+    assert value(metrics, "hashrank_requests_rejected_total") == 1
+    runtime.gate.set()
+    assert await queued == [2, 4, 6, 8]
+    await blocker
+    await batcher.stop()
+
+
+async def test_expired_deadline_is_dropped_before_inference() -> None:
+    runtime = FakeRuntime()
+    batcher, metrics = make(runtime)
+    blocker = await hold(runtime, batcher)
+    started = time.monotonic()
+    with pytest.raises(DeadlineExceeded):
+        await batcher.run([41, 42, 43], [4] * 3, later(0.05))
+    assert time.monotonic() - started < 1.0, "the 504 waited for the running batch"
+    assert batcher.depth == 0
+    with pytest.raises(DeadlineExceeded):  # already past when submitted
+        batcher.submit([1], [1], time.monotonic() - 1)
+    runtime.gate.set()
+    await blocker
+    await batcher.stop()
+    assert not any(41 in b for b in runtime.batches)
+    assert value(metrics, "hashrank_pairs_dropped_total", reason="deadline") == 4
+
+
+async def test_cancelled_waiter_drops_its_queued_pairs() -> None:
+    runtime = FakeRuntime()
+    batcher, metrics = make(runtime)
+    blocker = await hold(runtime, batcher)
+    task = asyncio.create_task(batcher.run([51, 52], [4, 4], later(10)))
+    await asyncio.sleep(0.01)
+    assert batcher.depth == 2
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert batcher.depth == 0
+    runtime.gate.set()
+    await blocker
+    assert await batcher.run([3], [4], later(10)) == [6]
+    await batcher.stop()
+    assert not any(51 in b for b in runtime.batches)
+    assert value(metrics, "hashrank_pairs_dropped_total", reason="disconnect") == 2
+    assert value(metrics, "hashrank_queue_depth_pairs") == 0
+
+
+async def test_failed_batch_fails_every_waiter_then_recovers() -> None:
+    runtime = FakeRuntime()
+    batcher, metrics = make(runtime, max_wait_ms=50.0)
+    runtime.fail_next = ValueError("boom")
+    results = await asyncio.gather(
+        batcher.run([1], [4], later(10)), batcher.run([2, 3], [4, 4], later(10)), return_exceptions=True
+    )
+    assert len(runtime.batches) == 1
+    assert all(isinstance(r, RuntimeFailure) for r in results)
+    assert results[0] is results[1], "waiters of one batch get the same error"
+    assert not batcher.healthy
+    assert value(metrics, "hashrank_batch_failures_total") == 1
+    assert await batcher.run([4], [4], later(10)) == [8]
+    assert batcher.healthy
+    await batcher.stop()
+
+
+async def test_output_count_mismatch_is_a_runtime_failure() -> None:
+    runtime = FakeRuntime()
+    runtime.drop_one = True
+    batcher, _ = make(runtime)
+    with pytest.raises(RuntimeFailure, match="mismatch"):
+        await batcher.run([1, 2], [4, 4], later(10))
+    await batcher.stop()
+
+
+async def test_stop_drains_the_queue_then_refuses_work() -> None:
+    runtime = FakeRuntime(delay_s=0.001)
+    batcher, _ = make(runtime, max_batch_pairs=2)
+    tasks = [asyncio.create_task(batcher.run([i], [4], later(10))) for i in range(10)]
+    await asyncio.sleep(0)
+    await batcher.stop()
+    assert [t.result() for t in tasks] == [[2 * i] for i in range(10)]
+    with pytest.raises(NotReady):
+        await batcher.run([1], [4], later(10))
+
+
+async def test_empty_request_needs_no_forward_pass() -> None:
+    runtime = FakeRuntime()
+    batcher, _ = make(runtime)
+    assert await batcher.run([], [], later(10)) == []
+    await batcher.stop()
+    assert runtime.batches == []
