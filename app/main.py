@@ -16,7 +16,7 @@ from fastapi import FastAPI
 from app.api.errors import install_error_handlers
 from app.api.middleware import BodyLimit, RequestMetrics
 from app.api.responses import JSONBody
-from app.api.routes import ops, rank, score
+from app.api.routes import compat_cohere, compat_tei, ops, rank, score
 from app.metrics import Metrics, mark_process_dead
 from app.reranker import Reranker
 from app.settings import Settings
@@ -58,6 +58,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     for module in (score, rank, ops):
         app.include_router(module.router)
+    for dialect in (compat_tei, compat_cohere):  # TEI, Cohere and Jina routes, each with its error body
+        dialect.install(app)
     app.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes)
     app.add_middleware(RequestMetrics, metrics=metrics)  # outermost: sees the 413s too
     return app

@@ -130,6 +130,18 @@ class Metrics:
             ["model", "reason"],
             registry=r,
         )
+        self.documents_chunked = Counter(
+            f"{PREFIX}_documents_chunked",
+            "Documents over max_length split into several windows (rank with chunking).",
+            ["model"],
+            registry=r,
+        )
+        self.chunks = Counter(
+            f"{PREFIX}_document_chunks",
+            "Windows scored for the documents counted in documents_chunked.",
+            ["model"],
+            registry=r,
+        )
         self.rejected = Counter(
             f"{PREFIX}_requests_rejected",
             "Requests refused with 429 because the model's queue was full.",
@@ -160,6 +172,8 @@ class Metrics:
             dropped_deadline=self.pairs_dropped.labels(model, "deadline"),
             dropped_disconnect=self.pairs_dropped.labels(model, "disconnect"),
             rejected=self.rejected.labels(model),
+            documents_chunked=self.documents_chunked.labels(model),
+            chunks=self.chunks.labels(model),
         )
 
     def render(self) -> bytes:
@@ -189,6 +203,8 @@ class ModelMetrics:
     dropped_deadline: Counter
     dropped_disconnect: Counter
     rejected: Counter
+    documents_chunked: Counter
+    chunks: Counter
 
 
 def mark_process_dead(pid: int) -> None:

@@ -28,6 +28,7 @@ from typing import Any, Literal
 import numpy as np
 
 from app.batching import DynamicBatcher
+from app.chunking import Aggregation, Chunker, aggregate
 from app.errors import InvalidInput, ModelLoadError, NotReady, PayloadTooLarge, UnknownModel
 from app.metrics import Metrics, ModelMetrics
 from app.modeling.tokenizer import EncodedPair, Truncation
@@ -52,6 +53,7 @@ class Usage:
     pairs: int
     tokens: int
     truncated: int
+    chunks: int = 0  # windows scored for documents split by chunking (rank with max_chunks); 0 otherwise
 
 
 @dataclass(frozen=True)
@@ -70,6 +72,7 @@ class ServedModel:
         self.scorer = scorer
         self.metrics = metrics
         self.parameters = count_parameters(path)
+        self.chunker = Chunker.from_dir(path, scorer.tokenizer.max_length)
         self.warmed = False
         self.batcher = DynamicBatcher(
             self.run_batch,
@@ -245,9 +248,16 @@ class Reranker:
         truncate: bool = True,
         truncation: Truncation = "only_second",
         timeout_ms: int | None = None,
+        max_chunks: int | None = None,
+        aggregation: Aggregation = "max",
     ) -> Scores:
-        """Documents best first (ties by index), cut to top_n; the query is never cut with only_second."""
+        """Documents best first (ties by index), cut to top_n; the query is never cut with only_second.
+        With max_chunks, a document over max_length is scored as up to max_chunks overlapping windows
+        (each with the query) whose scores are aggregated, instead of being truncated."""
         name = self.resolve(model, "rank").name
+        if max_chunks is not None:
+            scored = await self._score_chunked(query, documents, name, raw, max_chunks, aggregation, timeout_ms)
+            return Scores(scored.model, _best_first(scored.results, top_n), scored.usage)
         scored = await self.score(
             [(query, doc) for doc in documents],
             model=name,
@@ -257,8 +267,44 @@ class Reranker:
             timeout_ms=timeout_ms,
             param="documents",
         )
-        ranked = sorted(scored.results, key=lambda r: (-_sortable(r.score), r.index))
-        return Scores(scored.model, ranked[:top_n] if top_n is not None else ranked, scored.usage)
+        return Scores(scored.model, _best_first(scored.results, top_n), scored.usage)
+
+    async def _score_chunked(
+        self,
+        query: str,
+        documents: Sequence[str],
+        model: str,
+        raw: bool,
+        max_chunks: int,
+        aggregation: Aggregation,
+        timeout_ms: int | None,
+    ) -> Scores:
+        """One score per document (input order) from the windows app.chunking cuts it into."""
+        served = self.resolve(model, "rank")
+        limit = self.settings.max_pairs_per_request
+        if len(documents) > limit:
+            raise PayloadTooLarge(f"{len(documents)} documents in one request; the limit is {limit}", param="documents")
+        split = partial(served.chunker.split, query, documents, max_chunks)
+        plan = await asyncio.get_running_loop().run_in_executor(self._tokenize_pool, split)
+        if plan.n_chunks > limit:
+            raise PayloadTooLarge(
+                f"{len(documents)} documents make {plan.n_chunks} chunks; the limit is {limit} pairs per request: "
+                "lower max_chunks_per_doc or send fewer documents",
+                param="max_chunks_per_doc",
+            )
+        scored = await self.score(plan.pairs, model=model, raw=raw, truncation="only_second", timeout_ms=timeout_ms)
+        n = len(documents)
+        doc_scores = aggregate([r.score for r in scored.results], plan.owners, n, aggregation)
+        tokens = np.bincount(plan.owners, weights=[r.tokens for r in scored.results], minlength=n)
+        cut = list(plan.truncated)
+        for r in scored.results:
+            cut[plan.owners[r.index]] |= r.truncated
+        results = [PairScore(i, float(doc_scores[i]), cut[i], int(tokens[i])) for i in range(n)]
+        if plan.chunked_docs:
+            served.metrics.documents_chunked.inc(plan.chunked_docs)
+            served.metrics.chunks.inc(sum(c for c in plan.chunks_per_doc if c > 1))
+        usage = Usage(scored.usage.pairs, scored.usage.tokens, sum(cut), plan.n_chunks)
+        return Scores(scored.model, results, usage)
 
     def _timeout_s(self, timeout_ms: int | None) -> float:
         if timeout_ms is None:
@@ -282,6 +328,11 @@ class Reranker:
         if truncated:
             served.metrics.pairs_truncated.inc(truncated)
         return encoded
+
+
+def _best_first(results: list[PairScore], top_n: int | None) -> list[PairScore]:
+    ranked = sorted(results, key=lambda r: (-_sortable(r.score), r.index))
+    return ranked[:top_n] if top_n is not None else ranked
 
 
 def _sortable(score: float) -> float:

@@ -1,0 +1,137 @@
+"""Cohere and Jina dialects: POST /v1/rerank (Cohere v1 and Jina, one superset response) and POST
+/v2/rerank (Cohere v2), so the Cohere SDKs (base_url), LangChain's CohereRerank, LlamaIndex's Cohere and
+Jina rerankers and OpenSearch's Cohere connector work unchanged.
+
+Thin adapters over Reranker.rank: long documents are split into windows and aggregated (max by
+default, as Cohere does), capped by max_chunks_per_doc. Errors are Cohere's `{"message": ...}`; the
+`Authorization: Bearer` header the SDKs always send is accepted and not checked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import uuid
+from typing import Any
+
+from fastapi import APIRouter, FastAPI, Request
+from starlette.responses import Response
+
+from app.api.deps import RerankerDep, label_model
+from app.api.disconnect import cancel_on_disconnect
+from app.api.errors import ApiError, register_error_renderer
+from app.api.responses import JSONBody
+from app.errors import InvalidInput
+from app.reranker import Scores
+from app.schemas_compat import CohereDocument, CohereV1Request, CohereV2Request
+
+router = APIRouter(tags=["compat: Cohere, Jina"])
+PREFIXES = ("/v1/rerank", "/v2/rerank")
+# Cohere bills one search unit per query of up to 100 documents, each chunk counting as a document.
+DOCS_PER_SEARCH_UNIT = 100
+
+
+def render_cohere_error(error: ApiError) -> Response:
+    """Cohere's error body {"message": ...}; invalid requests are 400 there, not 422."""
+    status = 400 if error.status == 422 else error.status
+    return JSONBody({"message": error.message}, status_code=status, headers=error.headers)
+
+
+def install(app: FastAPI) -> None:
+    app.include_router(router)
+    for prefix in PREFIXES:
+        register_error_renderer(app, prefix, render_cohere_error)
+
+
+def _check_documents(n: int) -> None:
+    if n == 0:
+        raise InvalidInput("invalid request: list of documents must not be empty", param="documents")
+
+
+def _results(scores: Scores, documents: list[CohereDocument], return_documents: bool) -> list[dict[str, Any]]:
+    results = []
+    for r in scores.results:
+        item: dict[str, Any] = {"index": r.index, "relevance_score": r.score}
+        fields = documents[r.index].fields()
+        if "id" in fields:
+            item["id"] = fields["id"]
+        if return_documents:
+            item["document"] = fields  # every field as sent; a string document is {"text": ...}
+        results.append(item)
+    return results
+
+
+def _meta(version: str, scores: Scores) -> dict[str, Any]:
+    chunks = scores.usage.chunks or scores.usage.pairs
+    api_version: dict[str, Any] = {"version": version}
+    if version == "2":
+        api_version["is_experimental"] = False
+    return {
+        "api_version": api_version,
+        "billed_units": {"search_units": max(1, math.ceil(chunks / DOCS_PER_SEARCH_UNIT))},
+    }
+
+
+@router.post("/v1/rerank")
+async def rerank_v1(body: CohereV1Request, request: Request, reranker: RerankerDep) -> Response:
+    """Cohere v1 and Jina rerank: results best first with index and relevance_score in [0, 1], the
+    document unless return_documents is false, plus Jina's model and usage.total_tokens."""
+    _check_documents(len(body.documents))
+    texts = body.texts()
+    served = reranker.resolve(body.model, "rank")
+    label_model(request, served.name)
+    scores = await cancel_on_disconnect(
+        request,
+        reranker.rank(
+            body.query,
+            texts,
+            model=served.name,
+            top_n=body.top_n,
+            max_chunks=body.max_chunks_per_doc,
+            aggregation=body.chunk_aggregation,
+            timeout_ms=body.timeout_ms,
+        ),
+    )
+    return_documents = body.return_documents is not False
+    return JSONBody(
+        {
+            "id": _request_id(request),
+            "results": _results(scores, body.documents, return_documents),
+            "meta": _meta("1", scores),
+            "model": scores.model,
+            "usage": {"total_tokens": scores.usage.tokens, "chunks": scores.usage.chunks},
+        }
+    )
+
+
+@router.post("/v2/rerank")
+async def rerank_v2(body: CohereV2Request, request: Request, reranker: RerankerDep) -> Response:
+    """Cohere v2 rerank: documents cut to max_tokens_per_doc, then chunked like v1."""
+    _check_documents(len(body.documents))
+    served = reranker.resolve(body.model, "rank")
+    label_model(request, served.name)
+    texts = await asyncio.to_thread(served.chunker.truncate_documents, body.texts(), body.max_tokens_per_doc)
+    scores = await cancel_on_disconnect(
+        request,
+        reranker.rank(
+            body.query,
+            texts,
+            model=served.name,
+            top_n=body.top_n,
+            max_chunks=body.max_chunks_per_doc,
+            aggregation=body.chunk_aggregation,
+            timeout_ms=body.timeout_ms,
+        ),
+    )
+    return JSONBody(
+        {
+            "id": _request_id(request),
+            "results": _results(scores, body.documents, body.return_documents),
+            "meta": _meta("2", scores),
+        }
+    )
+
+
+def _request_id(request: Request) -> str:
+    """The caller's X-Request-ID when it sends one, so logs on both sides join; else a fresh UUID."""
+    return request.headers.get("x-request-id") or str(uuid.uuid4())

@@ -1,0 +1,206 @@
+"""Request bodies of the rerank dialects other servers speak, so their clients work with only a base URL
+changed: TEI (`POST /rerank`, `POST /predict`), Cohere v1 and Jina (`POST /v1/rerank`), Cohere v2
+(`POST /v2/rerank`). Field names and defaults follow each vendor (shared/reference/serving-peers.md §2).
+
+Unknown fields are ignored, as TEI's serde and the vendors' own servers do: clients and proxies add
+fields (`model` to TEI, `priority` to older servers) and a drop-in must not reject them.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any, Literal
+
+import orjson
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+
+from app.chunking import DEFAULT_MAX_CHUNKS, Aggregation
+from app.errors import InvalidInput
+from app.schemas import TIMEOUT_CEILING_MS, Text
+
+TimeoutMs = Annotated[int | None, Field(gt=0, le=TIMEOUT_CEILING_MS, description="hashrank: deadline in ms.")]
+ChunkAggregation = Annotated[
+    Aggregation, Field(description="hashrank: how chunk scores make a document's score (max, mean, first).")
+]
+
+
+def _lower(value: Any) -> Any:
+    return value.lower() if isinstance(value, str) else value
+
+
+# ---- TEI ----
+
+
+class TeiRerankRequest(BaseModel):
+    """TEI's RerankRequest; `documents`/`return_documents` are the names newer Elasticsearch sends."""
+
+    model_config = ConfigDict(
+        extra="ignore",
+        json_schema_extra={"examples": [{"query": "What is Deep Learning?", "texts": ["Deep Learning is..."]}]},
+    )
+
+    query: Text
+    texts: list[Text] | None = None
+    documents: list[Text] | None = Field(None, description="Alias of texts (Elasticsearch 9.x sends it).")
+    raw_scores: bool = False
+    return_text: bool = False
+    return_documents: bool | None = Field(None, description="Alias of return_text (Elasticsearch 9.x).")
+    # None: the server's auto-truncate, which is on (TEI's default since v1.9).
+    truncate: bool | None = None
+    truncation_direction: Annotated[Literal["left", "right"], BeforeValidator(_lower)] = "right"
+    top_n: int | None = Field(None, ge=1, description="Keep the best top_n (Elasticsearch sends it); default all.")
+    max_chunks_per_doc: int | None = Field(
+        None, ge=1, description="Split long texts into windows instead of truncating (Elasticsearch sends it)."
+    )
+    model: str | None = None
+    timeout_ms: TimeoutMs = None
+
+    @model_validator(mode="after")
+    def _one_list(self) -> TeiRerankRequest:
+        if self.texts is None and self.documents is None:
+            raise ValueError("send the documents to rank in `texts`")
+        if self.texts is not None and self.documents is not None:
+            raise ValueError("send either `texts` or `documents`, not both")
+        return self
+
+    @property
+    def items(self) -> list[str]:
+        return self.texts if self.texts is not None else self.documents or []
+
+    @property
+    def with_text(self) -> bool:
+        return self.return_text or bool(self.return_documents)
+
+
+PredictInput = str | list[str] | list[list[str]]
+
+
+class TeiPredictRequest(BaseModel):
+    model_config = ConfigDict(extra="ignore", json_schema_extra={"examples": [{"inputs": ["query", "document"]}]})
+
+    inputs: PredictInput = Field(description='["a", "b"] for one pair, or [["a", "b"], ...] for a batch.')
+    raw_scores: bool = False
+    truncate: bool | None = None
+    truncation_direction: Annotated[Literal["left", "right"], BeforeValidator(_lower)] = "right"
+    model: str | None = None
+    timeout_ms: TimeoutMs = None
+
+    @property
+    def batched(self) -> bool:
+        return isinstance(self.inputs, list) and bool(self.inputs) and isinstance(self.inputs[0], list)
+
+    def pairs(self) -> list[tuple[str, str]]:
+        """The inputs as (a, b) pairs; a single text is refused, since a cross-encoder scores pairs."""
+        groups: list[Any] = self.inputs if self.batched else [self.inputs]  # type: ignore[assignment]
+        out = []
+        for i, group in enumerate(groups):
+            texts = [group] if isinstance(group, str) else group
+            if len(texts) != 2:
+                raise InvalidInput(
+                    f"input {i} has {len(texts)} text(s); a cross-encoder scores pairs: send [query, document]",
+                    param="inputs",
+                )
+            out.append((texts[0], texts[1]))
+        return out
+
+
+# ---- Cohere v1 / Jina / Cohere v2 ----
+
+
+def _field_text(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+
+
+class CohereDocument(BaseModel):
+    """A string, or an object whose fields (all kept for the response) give the text via rank_fields."""
+
+    model_config = ConfigDict(extra="allow")
+
+    @model_validator(mode="after")
+    def _echoable(self) -> CohereDocument:
+        # Every field comes back verbatim, so it must be JSON we can write (64-bit ints, valid Unicode).
+        try:
+            orjson.dumps(self.model_extra)
+        except orjson.JSONEncodeError as exc:
+            raise ValueError(f"a document's fields cannot be echoed back as JSON ({exc})") from None
+        return self
+
+    def fields(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+    def text(self, rank_fields: list[str] | None) -> str | None:
+        """The text to score: the rank_fields' values in order, one per line (default: `text`)."""
+        values = self.fields()
+        parts = [_field_text(values[f]) for f in (rank_fields or ["text"]) if values.get(f) is not None]
+        return "\n".join(parts) if parts else None
+
+
+def _document(value: Any) -> Any:
+    return {"text": value} if isinstance(value, str) else value
+
+
+Documents = list[Annotated[CohereDocument, BeforeValidator(_document)]]
+
+
+class CohereV1Request(BaseModel):
+    """Cohere v1 rerank; Jina's rerank request is a subset of it (same path, same fields)."""
+
+    model_config = ConfigDict(
+        extra="ignore",
+        json_schema_extra={
+            "examples": [{"model": "rerank-hash-nano", "query": "capital of the US", "documents": ["DC", "Paris"]}]
+        },
+    )
+
+    query: Text
+    documents: Documents
+    model: str | None = None
+    top_n: int | None = Field(None, ge=1, description="Default: every document.")
+    rank_fields: list[str] | None = Field(None, description="Object fields that form the text, in order.")
+    # None: documents come back (Jina's default); Cohere v1 clients that want none send false.
+    return_documents: bool | None = None
+    max_chunks_per_doc: int = Field(DEFAULT_MAX_CHUNKS, ge=1, description="Windows scored per long document.")
+    chunk_aggregation: ChunkAggregation = "max"
+    timeout_ms: TimeoutMs = None
+
+    def texts(self) -> list[str]:
+        out = []
+        for i, doc in enumerate(self.documents):
+            text = doc.text(self.rank_fields)
+            if text is None:
+                fields = self.rank_fields or ["text"]
+                raise InvalidInput(
+                    f"document {i} has none of the fields {fields}; add one or set rank_fields", param="documents"
+                )
+            out.append(text)
+        return out
+
+
+class CohereV2Request(BaseModel):
+    model_config = ConfigDict(
+        extra="ignore",
+        json_schema_extra={
+            "examples": [{"model": "rerank-hash-nano", "query": "capital of the US", "documents": ["DC", "Paris"]}]
+        },
+    )
+
+    query: Text
+    documents: Documents
+    model: str | None = None
+    top_n: int | None = Field(None, ge=1, description="Default: every document.")
+    max_tokens_per_doc: int = Field(4096, ge=1, description="Each document is cut to this many tokens first.")
+    # Accepted for compatibility; requests are served in arrival order.
+    priority: int | None = None
+    return_documents: bool = Field(False, description="Sent by SDKs before July 2025; still honoured.")
+    max_chunks_per_doc: int = Field(DEFAULT_MAX_CHUNKS, ge=1, description="hashrank: windows per long document.")
+    chunk_aggregation: ChunkAggregation = "max"
+    timeout_ms: TimeoutMs = None
+
+    def texts(self) -> list[str]:
+        out = []
+        for i, doc in enumerate(self.documents):
+            text = doc.text(None)
+            if text is None:
+                raise InvalidInput(f"document {i} has no text; v2 takes strings", param="documents")
+            out.append(text)
+        return out
