@@ -7,15 +7,19 @@ reproducible for the same weights, so re-exporting a shipped model does not chur
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import tempfile
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import onnx
 import torch
 from onnxruntime.quantization import QuantType, quantize_dynamic
 
-from app.errors import ModelLoadError
+from app.errors import ModelLoadError, RuntimeFailure
 from app.modeling.bert_hash import BertHashForSequenceClassification
 from app.modeling.checkpoint import load_model
 from app.runtime.onnx import INT8_FILE, ONNX_FILE
@@ -29,6 +33,19 @@ OPSET = 18
 # The hash Gather table ([V, P], half of the parameters) is quantized too: on a trained nano it left the
 # int8-vs-fp32 Spearman unchanged (0.99998 either way on STS-B dev) and shrinks the file from 2.7 to 1.0 MB.
 INT8_OP_TYPES = ["MatMul", "Gemm", "Gather"]
+# fp32 ONNX must reproduce PyTorch to this many logit units (observed: ~3e-7).
+FP32_TOLERANCE = 1e-4
+# Short and long, similar and unrelated, so one padded batch exercises the attention mask.
+_CHECK_PAIRS = [
+    ("A man is playing a guitar.", "A man plays the guitar."),
+    ("A woman is slicing an onion.", "Two dogs run across a snowy field."),
+    ("What is the capital of France?", "Paris is the capital and most populous city of France."),
+    ("cheap flights", "The committee postponed its vote on the budget until next spring."),
+    ("Hi", "Hello there, how are you doing on this fine morning in late November?"),
+    ("The stock market fell sharply today.", "Shares tumbled as investors reacted to weak earnings."),
+    ("A cat sits on the mat.", "A cat sits on the mat."),
+    ("", "An empty first text still makes a valid pair."),
+]
 
 
 def _example_inputs(vocab_size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -50,7 +67,7 @@ def export_fp32(model: BertHashForSequenceClassification, path: Path) -> None:
     # The position table caps the sequence length; longer inputs would index out of range.
     seq = torch.export.Dim("sequence", min=1, max=cfg.max_position_embeddings)
     shapes = {name: {0: batch, 1: seq} for name in INPUT_NAMES}
-    with torch.no_grad():
+    with torch.no_grad(), _quiet_exporter():
         program = torch.onnx.export(
             model,
             _example_inputs(cfg.vocab_size),
@@ -72,19 +89,20 @@ def export_fp32(model: BertHashForSequenceClassification, path: Path) -> None:
 
 
 def quantize_int8(fp32_path: Path, int8_path: Path) -> None:
-    """Dynamic (weights int8, activations quantized per batch at run time) quantization of MatMul/Gemm."""
+    """Dynamic quantization (int8 weights; activations quantized per batch at run time) of MatMul/Gemm/Gather."""
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / INT8_FILE
-        quantize_dynamic(
-            fp32_path,
-            out,
-            op_types_to_quantize=INT8_OP_TYPES,
-            # Per-channel scales follow each output unit's own weight range; per-tensor loses rank order.
-            per_channel=True,
-            # 7-bit weights avoid the u8*s8 saturation of VPMADDUBSW on CPUs without VNNI.
-            reduce_range=True,
-            weight_type=QuantType.QInt8,
-        )
+        with _quiet_exporter():
+            quantize_dynamic(
+                fp32_path,
+                out,
+                op_types_to_quantize=INT8_OP_TYPES,
+                # Per-channel scales follow each output unit's own weight range; per-tensor loses rank order.
+                per_channel=True,
+                # 7-bit weights avoid the u8*s8 saturation of VPMADDUBSW on CPUs without VNNI.
+                reduce_range=True,
+                weight_type=QuantType.QInt8,
+            )
         proto = onnx.load(out)
     _strip_volatile_metadata(proto)
     onnx.checker.check_model(proto)
@@ -109,6 +127,62 @@ def export_onnx(model_dir: Path, *, int8: bool = True) -> list[Path]:
     for path in written:
         log.info("wrote %s (%.2f MB)", path, path.stat().st_size / 1e6)
     return written
+
+
+@dataclass(frozen=True)
+class ExportReport:
+    pairs: int
+    # Backend ("onnx", "onnx-int8") -> max |logit - torch logit| over the check pairs.
+    max_delta: dict[str, float]
+
+
+def verify_export(model_dir: Path) -> ExportReport:
+    """Score a few fixed pairs with torch and the exported graphs; fail if fp32 drifts past FP32_TOLERANCE."""
+    from app.scorer import Scorer
+
+    model_dir = Path(model_dir)
+    reference = Scorer.load(model_dir, "torch").score(_CHECK_PAIRS, raw=True)
+    backends = ["onnx"] + (["onnx-int8"] if (model_dir / INT8_FILE).is_file() else [])
+    deltas = {}
+    for backend in backends:
+        logits = Scorer.load(model_dir, backend).score(_CHECK_PAIRS, raw=True)  # type: ignore[arg-type]
+        deltas[backend] = float(abs(logits - reference).max())
+    if deltas["onnx"] > FP32_TOLERANCE:
+        raise RuntimeFailure(
+            f"{model_dir / ONNX_FILE}: fp32 ONNX differs from PyTorch by {deltas['onnx']:.2e} logits "
+            f"(tolerance {FP32_TOLERANCE:.0e}); the export is wrong, do not ship it"
+        )
+    return ExportReport(len(_CHECK_PAIRS), deltas)
+
+
+@contextlib.contextmanager
+def _quiet_exporter() -> Iterator[None]:
+    """Silence the exporters' advice that does not apply here, so real warnings stay visible."""
+    # torch.onnx logs one line per missing torchvision op; torch.export warns about its own pytree
+    # internals and about dynamic-axis renames we do on purpose; quantize_dynamic logs on the root
+    # logger that it wants a shape-inference pre-pass, which our fully-shaped fp32 graph does not need.
+    registration = logging.getLogger("torch.onnx._internal.exporter._registration")
+    old_level = registration.level
+    registration.setLevel(logging.ERROR)
+    root_filter = _DropMessage("pre-processing before quantization")
+    logging.getLogger().addFilter(root_filter)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=r".*LeafSpec.*", category=FutureWarning)
+            warnings.filterwarnings("ignore", message=r".*axis name: .* will not be used.*", category=UserWarning)
+            yield
+    finally:
+        registration.setLevel(old_level)
+        logging.getLogger().removeFilter(root_filter)
+
+
+class _DropMessage(logging.Filter):
+    def __init__(self, fragment: str) -> None:
+        super().__init__()
+        self.fragment = fragment
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return self.fragment not in record.getMessage()
 
 
 def _strip_volatile_metadata(proto: onnx.ModelProto) -> None:
