@@ -59,7 +59,6 @@ class Metrics:
         self.in_flight = Gauge(
             f"{PREFIX}_requests_in_flight",
             "Requests being handled now.",
-            ["route"],
             multiprocess_mode="livesum",
             registry=r,
         )

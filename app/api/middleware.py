@@ -70,21 +70,17 @@ def _content_length(scope: Scope) -> int | None:
 class RequestMetrics:
     """Requests by route, status and model; latency; in-flight. The route is the matched path template
     ("other" for unknown paths, so scanners cannot grow the label set); the model is what the handler
-    resolved (request.state.model)."""
+    resolved (request.state.model). In-flight has no route label: the route is only known once matched."""
 
     def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
         self.app = app
         self.metrics = metrics
-        self._paths: set[str] | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        if self._paths is None:
-            self._paths = {getattr(r, "path", "") for r in scope["app"].routes}
-        path = route_path(scope)
-        in_flight = self.metrics.in_flight.labels(path if path in self._paths else "other")
+        in_flight = self.metrics.in_flight
         status = 500  # if the app raises before responding, ServerErrorMiddleware sends a 500
         started = time.perf_counter()
 

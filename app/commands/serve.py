@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from typing import Any
 from app.settings import Settings
 
 _ENV_PREFIX = "HASHRANK_"
+_DEST_PREFIX = "setting_"
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:  # type: ignore[type-arg]
@@ -28,26 +30,33 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
+    # One flag per setting; dests are prefixed so they cannot clobber the top-level options (--log-level).
     for name, field in Settings.model_fields.items():
         flag = "--" + name.replace("_", "-")
+        dest = _DEST_PREFIX + name
         env = _ENV_PREFIX + name.upper()
         if field.annotation is bool:
-            parser.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=None, help=f"[{env}]")
+            parser.add_argument(flag, dest=dest, action=argparse.BooleanOptionalAction, default=None, help=f"[{env}]")
         else:
             default = field.default if field.default_factory is None else field.default_factory()  # type: ignore[call-arg]
-            parser.add_argument(flag, dest=name, default=None, metavar="VALUE", help=f"[{env}] default: {default}")
-    parser.set_defaults(func=run)
+            parser.add_argument(flag, dest=dest, default=None, metavar="VALUE", help=f"[{env}] default: {default}")
+
+
+def overrides_from(args: argparse.Namespace) -> dict[str, Any]:
+    """The settings given as flags; they win over HASHRANK_* variables."""
+    values = vars(args).items()
+    return {k.removeprefix(_DEST_PREFIX): v for k, v in values if k.startswith(_DEST_PREFIX) and v is not None}
 
 
 def run(args: argparse.Namespace) -> int:
     import uvicorn
     from pydantic import ValidationError
 
-    overrides = {k: v for k, v in vars(args).items() if k in Settings.model_fields and v is not None}
+    overrides = overrides_from(args)
     try:
         settings = Settings(**overrides)
     except ValidationError as exc:
-        print(f"hashrank serve: invalid settings\n{exc}")
+        print(f"hashrank serve: invalid settings\n{exc}", file=sys.stderr)
         return 2
     options: dict[str, Any] = {
         "host": settings.host,
