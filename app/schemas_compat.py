@@ -91,6 +91,8 @@ class TeiPredictRequest(BaseModel):
 
     def pairs(self) -> list[tuple[str, str]]:
         """The inputs as (a, b) pairs; a single text is refused, since a cross-encoder scores pairs."""
+        if not self.inputs:
+            return []
         groups: list[Any] = self.inputs if self.batched else [self.inputs]  # type: ignore[assignment]
         out = []
         for i, group in enumerate(groups):
