@@ -47,16 +47,33 @@ async def test_real_uvicorn(make_settings: Callable[..., Settings]) -> None:
             text = (await client.get("/metrics")).text
             assert metric(text, "hashrank_requests_total", route="/score", status="200", model=STS) == 32
 
-            # A client that gives up: its queued pairs are dropped, not scored.
+            # A client that gives up once its pairs are queued: they are dropped, not scored.
+            async def tokenized() -> float:
+                text = (await client.get("/metrics")).text
+                return metric(text, "hashrank_tokenize_duration_seconds_count", model=STS)
+
+            async def until_tokenized(count: float) -> None:
+                for _ in range(1000):
+                    if await tokenized() >= count:
+                        return
+                    await asyncio.sleep(0.01)
+                raise AssertionError("the request never reached the queue")
+
             dropped = metric(text, "hashrank_pairs_dropped_total", reason="disconnect")
+            start = await tokenized()
             busy = asyncio.create_task(client.post("/score", json={"pairs": [["q", LONG]] * 48}))
-            await asyncio.sleep(0.1)
-            with pytest.raises(httpx.TimeoutException):
-                await client.post("/score", json={"pairs": [["q", LONG]] * 48}, timeout=0.3)
+            await until_tokenized(start + 1)
+            gives_up = asyncio.create_task(client.post("/score", json={"pairs": [["q", LONG]] * 48}))
+            await until_tokenized(start + 2)
+            gives_up.cancel()  # httpx closes the connection; uvicorn reports http.disconnect
             assert (await busy).status_code == 200
-            await asyncio.sleep(0.2)
-            text = (await client.get("/metrics")).text
+            for _ in range(100):
+                text = (await client.get("/metrics")).text
+                if metric(text, "hashrank_pairs_dropped_total", reason="disconnect") > dropped:
+                    break
+                await asyncio.sleep(0.05)
             assert metric(text, "hashrank_pairs_dropped_total", reason="disconnect") > dropped
+            assert metric(text, "hashrank_queue_depth_pairs", model=STS) == 0
     finally:
         server.should_exit = True
         await asyncio.to_thread(thread.join, 30)
