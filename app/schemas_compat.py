@@ -141,6 +141,9 @@ def _document(value: Any) -> Any:
     return {"text": value} if isinstance(value, str) else value
 
 
+# Cohere v2's default cut of every document.
+DEFAULT_MAX_TOKENS_PER_DOC = 4096
+
 Documents = list[Annotated[CohereDocument, BeforeValidator(_document)]]
 
 
@@ -161,7 +164,9 @@ class CohereV1Request(BaseModel):
     rank_fields: list[str] | None = Field(None, description="Object fields that form the text, in order.")
     # None: documents come back (Jina's default); Cohere v1 clients that want none send false.
     return_documents: bool | None = None
-    max_chunks_per_doc: int = Field(DEFAULT_MAX_CHUNKS, ge=1, description="Windows scored per long document.")
+    max_chunks_per_doc: int | None = Field(
+        DEFAULT_MAX_CHUNKS, ge=1, description=f"Windows scored per long document (null: {DEFAULT_MAX_CHUNKS})."
+    )
     chunk_aggregation: ChunkAggregation = "max"
     timeout_ms: TimeoutMs = None
 
@@ -190,11 +195,16 @@ class CohereV2Request(BaseModel):
     documents: Documents
     model: str | None = None
     top_n: int | None = Field(None, ge=1, description="Default: every document.")
-    max_tokens_per_doc: int = Field(4096, ge=1, description="Each document is cut to this many tokens first.")
+    # SDK wrappers pass their own None through as null (LangChain's CohereRerank does): null is the default.
+    max_tokens_per_doc: int | None = Field(
+        None, ge=1, description=f"Each document is cut to this many tokens first (null: {DEFAULT_MAX_TOKENS_PER_DOC})."
+    )
     # Accepted for compatibility; requests are served in arrival order.
     priority: int | None = None
-    return_documents: bool = Field(False, description="Sent by SDKs before July 2025; still honoured.")
-    max_chunks_per_doc: int = Field(DEFAULT_MAX_CHUNKS, ge=1, description="hashrank: windows per long document.")
+    return_documents: bool | None = Field(None, description="Sent by SDKs before July 2025; still honoured.")
+    max_chunks_per_doc: int | None = Field(
+        DEFAULT_MAX_CHUNKS, ge=1, description=f"hashrank: windows per long document (null: {DEFAULT_MAX_CHUNKS})."
+    )
     chunk_aggregation: ChunkAggregation = "max"
     timeout_ms: TimeoutMs = None
 

@@ -21,9 +21,10 @@ from app.api.deps import RerankerDep, label_model
 from app.api.disconnect import cancel_on_disconnect
 from app.api.errors import ApiError, register_error_renderer
 from app.api.responses import JSONBody
+from app.chunking import DEFAULT_MAX_CHUNKS
 from app.errors import InvalidInput
 from app.reranker import Scores
-from app.schemas_compat import CohereDocument, CohereV1Request, CohereV2Request
+from app.schemas_compat import DEFAULT_MAX_TOKENS_PER_DOC, CohereDocument, CohereV1Request, CohereV2Request
 
 router = APIRouter(tags=["compat: Cohere, Jina"])
 PREFIXES = ("/v1/rerank", "/v2/rerank")
@@ -87,7 +88,7 @@ async def rerank_v1(body: CohereV1Request, request: Request, reranker: RerankerD
             texts,
             model=served.name,
             top_n=body.top_n,
-            max_chunks=body.max_chunks_per_doc,
+            max_chunks=body.max_chunks_per_doc or DEFAULT_MAX_CHUNKS,
             aggregation=body.chunk_aggregation,
             timeout_ms=body.timeout_ms,
         ),
@@ -110,7 +111,8 @@ async def rerank_v2(body: CohereV2Request, request: Request, reranker: RerankerD
     _check_documents(len(body.documents))
     served = reranker.resolve(body.model, "rank")
     label_model(request, served.name)
-    texts = await asyncio.to_thread(served.chunker.truncate_documents, body.texts(), body.max_tokens_per_doc)
+    max_tokens = body.max_tokens_per_doc or DEFAULT_MAX_TOKENS_PER_DOC
+    texts = await asyncio.to_thread(served.chunker.truncate_documents, body.texts(), max_tokens)
     scores = await cancel_on_disconnect(
         request,
         reranker.rank(
@@ -118,7 +120,7 @@ async def rerank_v2(body: CohereV2Request, request: Request, reranker: RerankerD
             texts,
             model=served.name,
             top_n=body.top_n,
-            max_chunks=body.max_chunks_per_doc,
+            max_chunks=body.max_chunks_per_doc or DEFAULT_MAX_CHUNKS,
             aggregation=body.chunk_aggregation,
             timeout_ms=body.timeout_ms,
         ),
@@ -126,7 +128,7 @@ async def rerank_v2(body: CohereV2Request, request: Request, reranker: RerankerD
     return JSONBody(
         {
             "id": _request_id(request),
-            "results": _results(scores, body.documents, body.return_documents),
+            "results": _results(scores, body.documents, bool(body.return_documents)),
             "meta": _meta("2", scores),
         }
     )
