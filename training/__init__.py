@@ -1,0 +1,1 @@
+"""The recipe that produced models/sts-hash-nano: data loading, teacher labelling, distillation, fine-tuning."""

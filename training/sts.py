@@ -1,0 +1,141 @@
+"""The recipe of models/sts-hash-nano: hash table from MiniLM PCA -> distil on teacher-labelled pairs ->
+fine-tune on STS-B train gold / 5 -> keep the best STS-B dev Spearman -> save + ONNX export.
+
+    python -m training.sts --out models/sts-hash-nano              # full recipe (teacher cache built first)
+    python -m training.sts --out /tmp/m --smoke                     # tiny data, a few steps
+    python -m training.sts --out DIR --distill-pairs 0              # no distillation (early model)
+
+Stopped runs resume from run_dir (default training/runs/sts-<seed>); the teacher cache is reused.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from app.modeling.bert_hash import BertHashForSequenceClassification
+from app.modeling.checkpoint import save_model
+from app.modeling.config import PRESETS
+from app.modeling.tokenizer import PairTokenizer
+from training import data, teachers
+from training.hash_init import init_hash_table, minilm_dir
+from training.loop import Stage, encode, train_stage
+from training.pairs import Teacher, distill_pairs
+
+TRAIN_MAX_LENGTH = 128  # STS pairs are ~30 tokens; the shipped config keeps max_length 512
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--run-dir", type=Path, default=None)
+    ap.add_argument("--cache", type=Path, default=teachers.CACHE_DIR)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--preset", default="nano", choices=sorted(PRESETS))
+    ap.add_argument("--init", default="pca", choices=("pca", "random"))
+    ap.add_argument("--teachers", default="minilm,e5", help="comma list of cached teachers to average")
+    ap.add_argument("--distill-pairs", type=int, default=200_000, help="0 skips distillation")
+    ap.add_argument("--neighbours", type=int, default=4)
+    ap.add_argument("--random-pairs", type=int, default=150_000)
+    ap.add_argument("--distill-epochs", type=float, default=2.0)
+    ap.add_argument("--distill-lr", type=float, default=1e-3)
+    ap.add_argument("--ft-epochs", type=float, default=4.0)
+    ap.add_argument("--ft-lr", type=float, default=3e-4)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--smoke", action="store_true", help="tiny data and a few steps (tests)")
+    ap.add_argument("--no-export", action="store_true", help="skip the ONNX export")
+    return ap.parse_args(argv)
+
+
+def gold(pairs: list[data.Pair]) -> tuple[list[tuple[str, str]], np.ndarray]:
+    return [(p.a, p.b) for p in pairs], np.array([p.score / 5.0 for p in pairs], dtype=np.float32)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = parse_args(argv)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    torch.set_num_threads(args.threads)
+    random.seed(args.seed)
+    np.random.seed(args.seed)
+    torch.manual_seed(args.seed)
+    run_dir = args.run_dir or Path(__file__).resolve().parent / "runs" / f"sts-{args.seed}"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    log_file = (run_dir / "train.log").open("a", encoding="utf-8")
+
+    def log(msg: str) -> None:
+        line = f"{time.strftime('%H:%M:%S')} {msg}"
+        print(line, flush=True)
+        log_file.write(line + "\n")
+        log_file.flush()
+
+    t_start = time.time()
+    tok_dir = minilm_dir()
+    tok = PairTokenizer.from_dir(tok_dir, TRAIN_MAX_LENGTH)
+    stsb_train, stsb_dev = data.sts_b("train"), data.sts_b("dev")
+    if args.smoke:
+        stsb_train, stsb_dev = stsb_train[:256], stsb_dev[:128]
+    dev_text, dev_y = gold(stsb_dev)
+    dev = (encode(tok, dev_text), dev_y)
+
+    cfg = PRESETS[args.preset]
+    model = BertHashForSequenceClassification(cfg)
+    kept = init_hash_table(model, args.init)
+    log(f"model {args.preset}: {model.num_parameters():,} params; init {args.init}"
+        + (f" (PCA keeps {kept:.1%} of variance)" if kept else ""))
+    report: dict = {"seed": args.seed, "params": model.num_parameters(), "init": args.init, "args": {
+        k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}}
+
+    if args.distill_pairs > 0:
+        t0 = time.time()
+        pairs_path = run_dir / "distill_pairs.json"
+        if pairs_path.is_file():
+            blob = json.loads(pairs_path.read_text())
+            text, y = [tuple(p) for p in blob["pairs"]], np.array(blob["labels"], dtype=np.float32)
+        else:
+            text, y = build_distill_set(args, log)
+            pairs_path.write_text(json.dumps({"pairs": text, "labels": y.tolist()}))
+        log(f"distill set: {len(text)} pairs, label mean {y.mean():.3f}, histogram "
+            f"{np.histogram(y, bins=5, range=(0, 1))[0].tolist()} ({time.time() - t0:.0f}s)")
+        stage = Stage("distill", args.distill_epochs, args.distill_lr, batch_size=64,
+                      eval_every=40 if args.smoke else 1000, max_steps=40 if args.smoke else None)
+        report["distill"] = train_stage(model, tok, (encode(tok, text), y), dev, stage, run_dir, args.seed, log)
+        report["distill"]["pairs"] = len(text)
+
+    ft_text, ft_y = gold(stsb_train)
+    stage = Stage("finetune", args.ft_epochs, args.ft_lr, batch_size=32,
+                  eval_every=30 if args.smoke else 180, max_steps=30 if args.smoke else None)
+    report["finetune"] = train_stage(model, tok, (encode(tok, ft_text), ft_y), dev, stage, run_dir, args.seed, log)
+    report["wall_seconds"] = round(time.time() - t_start, 1)
+
+    model.eval()
+    save_model(model, args.out, tok_dir)
+    if not args.no_export:
+        from app.modeling.onnx_export import export_onnx
+
+        export_onnx(args.out)
+    (run_dir / "report.json").write_text(json.dumps(report, indent=2))
+    log(f"saved {args.out}: {json.dumps(report)}")
+    return report
+
+
+def build_distill_set(args: argparse.Namespace, log) -> tuple[list[tuple[str, str]], np.ndarray]:
+    names = tuple(args.teachers.split(","))
+    pool_meta = json.loads((args.cache / "pool.json").read_text())
+    sets = teachers.sample_pairs(pool_meta["seed"], {k: v for k, v in pool_meta["sizes"].items()})
+    teacher = Teacher.from_cache(args.cache, pool_meta["sentences"], sets["stsb"], names)
+    n = args.distill_pairs
+    text, y = distill_pairs(teacher, sets, args.neighbours, args.random_pairs, n, args.seed)
+    log(f"teachers {names}: rows {[len(e) for e in teacher.embeddings]} of {len(teacher.index)}; "
+        f"z-stats {teacher.stats}")
+    return text, y
+
+
+if __name__ == "__main__":
+    main()
