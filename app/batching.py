@@ -159,13 +159,7 @@ class DynamicBatcher:
         if deadline <= now:
             self._metrics.dropped_deadline.inc(n)
             raise _deadline_error()
-        if self._live + n > self.max_queue_pairs:
-            self._metrics.rejected.inc()
-            raise Overloaded(
-                f"the queue of model {self.name!r} is full ({self._live} pairs waiting); retry after the "
-                "Retry-After delay or send fewer pairs",
-                retry_after_s=self._retry_after(n),
-            )
+        self.admit(n)
         start = self._vtime
         for k, i in enumerate(sorted(range(n), key=lengths.__getitem__)):
             self._seq += 1
@@ -176,6 +170,17 @@ class DynamicBatcher:
         if self._live >= self.max_batch_pairs:
             self._full.set()
         return request
+
+    def admit(self, n: int) -> None:
+        """Raise Overloaded if n more pairs do not fit the queue (checked again on submit). Callers check
+        before tokenizing, so an overloaded server does not spend CPU on work it will refuse."""
+        if self._live + n > self.max_queue_pairs:
+            self._metrics.rejected.inc()
+            raise Overloaded(
+                f"the queue of model {self.name!r} is full ({self._live} pairs waiting); retry after the "
+                "Retry-After delay or send fewer pairs",
+                retry_after_s=self._retry_after(n),
+            )
 
     def _retry_after(self, n: int) -> int:
         if self._pairs_per_s <= 0:

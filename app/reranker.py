@@ -227,6 +227,7 @@ class Reranker:
             )
         if not self.accepting:
             raise NotReady("the model is still warming up or the server is draining; retry shortly")
+        served.batcher.admit(len(pairs))
         encoded = await self._tokenize(served, pairs, truncation, truncate)
         rows = await served.batcher.run(encoded, [len(e) for e in encoded], deadline)
         logits = np.stack(rows) if rows else np.empty((0, served.scorer.config.num_labels), np.float32)

@@ -40,8 +40,8 @@ class Settings(BaseSettings):
     # onnx is the serving default; onnx-int8 is faster on some CPUs at a small accuracy cost; torch
     # needs the [torch] extra and exists for parity checks.
     backend: Backend = "onnx"
-    # Intra-op threads of each model's inference session. None: all cores up to 4 (more threads than
-    # cores only adds contention, and the tokenizer pool needs some CPU too).
+    # Intra-op threads of each model's inference session. None: the cores divided among the workers, at
+    # most 4 (more threads than cores only adds contention, and the tokenizer pool needs CPU too).
     threads: PositiveInt | None = None
     # Threads that tokenize requests off the event loop, overlapping the running forward pass.
     tokenize_threads: PositiveInt = 2
@@ -128,7 +128,7 @@ class Settings(BaseSettings):
         return {name: _resolve(path, root) for name, path in self.models.items()}
 
     def resolved_threads(self) -> int:
-        return self.threads or min(4, os.cpu_count() or 1)
+        return self.threads or max(1, min(4, (os.cpu_count() or 1) // self.workers))
 
     def default_models(self, names: list[str]) -> tuple[str, str]:
         """(score default, rank default) among the served model names."""
