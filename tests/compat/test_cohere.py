@@ -35,6 +35,8 @@ COHERE_V1_OBJECTS = {
 }
 # cohere.ClientV2(base_url=...).rerank(...), which LangChain's CohereRerank calls with max_tokens_per_doc.
 COHERE_V2 = {"model": RERANK, "query": QUERY, "documents": DOCS, "top_n": 3, "max_tokens_per_doc": 4096}
+# LangChain's CohereRerank passes its own None through the SDK as null.
+COHERE_V2_LANGCHAIN = {"query": QUERY, "documents": DOCS, "model": RERANK, "top_n": 3, "max_tokens_per_doc": None}
 COHERE_V2_OLD_SDK = {"model": RERANK, "query": QUERY, "documents": DOCS, "return_documents": True}
 COHERE_V2_PRIORITY = {**COHERE_V2, "priority": 0}
 # Jina's rerank API body (LlamaIndex JinaRerank, Jina's own examples).
@@ -92,7 +94,7 @@ async def test_jina_bodies_get_model_usage_and_document_text(client: httpx.Async
             assert isinstance(x["relevance_score"], float)
 
 
-@pytest.mark.parametrize("payload", [COHERE_V2, COHERE_V2_PRIORITY, COHERE_V2_OLD_SDK])
+@pytest.mark.parametrize("payload", [COHERE_V2, COHERE_V2_PRIORITY, COHERE_V2_OLD_SDK, COHERE_V2_LANGCHAIN])
 async def test_cohere_v2_bodies(client: httpx.AsyncClient, payload: dict[str, Any]) -> None:
     r = await client.post("/v2/rerank", json=payload, headers=BEARER)
     assert r.status_code == 200, r.text
