@@ -125,3 +125,15 @@ async def test_predict_pairs(client: httpx.AsyncClient) -> None:
     assert r.status_code == 422 and r.json()["error_type"] == "Validation" and "pairs" in r.json()["error"]
     r = await client.post("/predict", json={"inputs": []})
     assert r.status_code == 400 and r.json()["error_type"] == "Empty"
+
+
+async def test_info_has_tei_fields(client: httpx.AsyncClient) -> None:
+    info = (await client.get("/info")).json()
+    models = {m["name"]: m for m in (await client.get("/models")).json()["models"]}
+    assert info["model_id"] == RERANK  # the model /rerank serves by default
+    assert info["max_client_batch_size"] == info["limits"]["max_pairs_per_request"]
+    assert info["max_input_length"] == models[RERANK]["max_length"]
+    assert info["model_type"] == {"reranker": {"id2label": {"0": "LABEL_0"}, "label2id": {"LABEL_0": 0}}}
+    assert info["auto_truncate"] is True
+    for key in ("max_batch_tokens", "max_batch_requests", "max_concurrent_requests", "tokenization_workers"):
+        assert isinstance(info[key], int), key

@@ -10,6 +10,7 @@ from starlette.responses import Response
 
 from app.api.deps import MetricsDep, SettingsDep
 from app.api.responses import JSONBody
+from app.api.routes.compat_tei import tei_info
 from app.errors import NotReady
 from app.metrics import CONTENT_TYPE
 from app.reranker import Reranker
@@ -80,6 +81,7 @@ async def info(request: Request, settings: SettingsDep) -> Response:
         "backend": settings.backend,
         "workers": settings.workers,
     }
+    body.update(tei_info(reranker, settings))  # TEI's fields (model_id, max_client_batch_size, ...) for its clients
     return JSONBody(body)
 
 
