@@ -37,7 +37,8 @@ from app.metrics import ModelMetrics
 
 log = logging.getLogger(__name__)
 
-RunBatch = Callable[[list[Any]], Sequence[Any]]
+# payloads -> one output per payload: anything with len() and iteration (a list, an (N, L) array).
+RunBatch = Callable[[list[Any]], Any]
 
 
 @dataclass(eq=False)

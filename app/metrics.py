@@ -40,7 +40,7 @@ class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry(auto_describe=True)
         r = self.registry
-        disable_created_metrics()  # *_created series double the exposition and no dashboard uses them
+        disable_created_metrics()  # type: ignore[no-untyped-call]  # *_created series double the exposition and no dashboard uses them
         if multiprocess_dir() is None:  # process metrics are per-process; multiprocess mode cannot merge them
             ProcessCollector(registry=r)
             PlatformCollector(registry=r)
@@ -180,7 +180,7 @@ class Metrics:
         if multiprocess_dir() is None:
             return generate_latest(self.registry)
         merged = CollectorRegistry()
-        multiprocess.MultiProcessCollector(merged)
+        multiprocess.MultiProcessCollector(merged)  # type: ignore[no-untyped-call]
         return generate_latest(merged)
 
 
@@ -209,4 +209,4 @@ class ModelMetrics:
 def mark_process_dead(pid: int) -> None:
     """Forget a finished worker's live gauges (queue depth, in-flight) in multiprocess mode."""
     if multiprocess_dir() is not None:
-        multiprocess.mark_process_dead(pid)
+        multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]

@@ -349,4 +349,4 @@ def count_parameters(model_dir: Path) -> int | None:
             header = json.loads(f.read(size))
     except (OSError, ValueError, struct.error):
         return None
-    return sum(math.prod(t["shape"]) for k, t in header.items() if k != "__metadata__")
+    return int(sum(math.prod(t["shape"]) for k, t in header.items() if k != "__metadata__"))

@@ -104,11 +104,11 @@ def from_exception(exc: Exception) -> ApiError:
 
 
 def _from_validation(exc: RequestValidationError) -> ApiError:
-    first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request", "type": ""}
+    first: dict[str, Any] = dict(exc.errors()[0]) if exc.errors() else {"loc": (), "msg": "invalid request"}
     loc = [str(p) for p in first.get("loc", ()) if p != "body"]
     if first.get("type") == "json_invalid":
         where = f" at position {loc[0]}" if loc else ""
-        detail = first.get("ctx", {}).get("error", "")
+        detail = (first.get("ctx") or {}).get("error", "")
         return ApiError(422, "validation_error", f"the body is not valid JSON{where}: {detail}".rstrip(": "))
     param = ".".join(loc) or None
     message = str(first.get("msg", "invalid value"))

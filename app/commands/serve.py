@@ -24,7 +24,7 @@ _DEST_PREFIX = "setting_"
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:  # type: ignore[type-arg]
-    parser = subparsers.add_parser("serve", help="serve /score and /rank over HTTP (uvicorn)")
+    parser: argparse.ArgumentParser = subparsers.add_parser("serve", help="serve /score and /rank over HTTP (uvicorn)")
     configure(parser)
     return parser
 
