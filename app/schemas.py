@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 import orjson
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, model_validator
 
+from app.chunking import Aggregation
 from app.reranker import Scores
 
 Truncation = Literal["longest_first", "only_second"]
@@ -110,6 +111,13 @@ class RankRequest(BaseModel):
     raw_scores: bool = False
     truncate: bool = True
     truncation: Truncation = Field("only_second", description="only_second cuts documents, never the query.")
+    max_chunks_per_doc: int | None = Field(
+        None,
+        ge=1,
+        description="Score a document over max_length as up to this many overlapping windows, each with the "
+        "whole query, instead of truncating it; default: truncate.",
+    )
+    chunk_aggregation: Aggregation = Field("max", description="Windows -> document score: max, mean or first.")
     timeout_ms: TimeoutMs = None
 
 
@@ -117,6 +125,7 @@ class Usage(BaseModel):
     pairs: int
     tokens: int
     truncated: int
+    chunks: int | None = Field(None, description="/rank with max_chunks_per_doc: windows scored.")
 
 
 class ScoreResponse(BaseModel):
@@ -171,4 +180,7 @@ def rank_response(scores: Scores, request: RankRequest) -> dict[str, Any]:
         if request.return_documents:
             item["document"] = doc.model_dump(exclude_unset=True)
         results.append(item)
-    return {"results": results, "model": scores.model, "usage": usage_dict(scores)}
+    usage: dict[str, int] = usage_dict(scores)
+    if scores.usage.chunks:
+        usage["chunks"] = scores.usage.chunks
+    return {"results": results, "model": scores.model, "usage": usage}

@@ -220,3 +220,17 @@ async def test_too_many_chunks_is_refused_with_advice(short_client: httpx.AsyncC
     payload = {"query": "what", "documents": [" ".join(NUMBERS)] * 400, "max_chunks_per_doc": 3}
     r = await short_client.post("/v1/rerank", json=payload)
     assert r.status_code == 413 and "max_chunks_per_doc" in r.json()["message"]
+
+
+async def test_native_rank_and_tei_chunk_the_same_way(short_client: httpx.AsyncClient) -> None:
+    doc = " ".join(NUMBERS)
+    windows = [" ".join(NUMBERS[a:b]) for a, b in [(0, 12), (9, 21), (18, 30)]]
+    best = max(await scores_of(short_client, [("what", w) for w in windows]))
+    payload = {"query": "what", "documents": [doc], "model": RERANK, "max_chunks_per_doc": 10}
+    rank = (await short_client.post("/rank", json=payload)).json()
+    assert rank["results"][0]["relevance_score"] == pytest.approx(best, abs=1e-6)
+    assert rank["usage"]["chunks"] == 3 and rank["usage"]["pairs"] == 3
+    tei = (await short_client.post("/rerank", json=payload)).json()
+    assert tei[0]["score"] == pytest.approx(best, abs=1e-6)
+    plain = (await short_client.post("/rank", json={**payload, "max_chunks_per_doc": None})).json()
+    assert "chunks" not in plain["usage"] and plain["usage"]["truncated"] == 1

@@ -29,6 +29,8 @@ async def rank(body: RankRequest, request: Request, reranker: RerankerDep) -> Re
             raw=body.raw_scores,
             truncate=body.truncate,
             truncation=body.truncation,
+            max_chunks=body.max_chunks_per_doc,
+            aggregation=body.chunk_aggregation,
             timeout_ms=body.timeout_ms,
         ),
     )
