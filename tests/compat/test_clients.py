@@ -86,3 +86,24 @@ def test_llama_index_tei_rerank(server_url: str, expected: list[float]) -> None:
     nodes = [schema.NodeWithScore(node=schema.TextNode(text=d), score=0.0) for d in DOCS]
     out = reranker.postprocess_nodes(nodes, schema.QueryBundle(QUERY))
     assert_top([(DOCS.index(n.node.text), n.score) for n in out], expected)
+
+
+def test_llama_index_jina_rerank(server_url: str, expected: list[float]) -> None:
+    jina = pytest.importorskip("llama_index.postprocessor.jinaai_rerank")
+    schema = pytest.importorskip("llama_index.core.schema")
+    reranker = jina.JinaRerank(base_url=f"{server_url}/v1", model=RERANK, api_key="unused", top_n=TOP)
+    nodes = [schema.NodeWithScore(node=schema.TextNode(text=d), score=0.0) for d in DOCS]
+    out = reranker.postprocess_nodes(nodes, schema.QueryBundle(QUERY))
+    assert_top([(DOCS.index(n.node.text), n.score) for n in out], expected)
+    wrong = jina.JinaRerank(base_url=f"{server_url}/v1", api_key="unused")  # its default model is not served
+    with pytest.raises(RuntimeError, match=RERANK):  # it raises resp["detail"]
+        wrong.postprocess_nodes(nodes, schema.QueryBundle(QUERY))
+
+
+def test_llama_index_cohere_rerank(server_url: str, expected: list[float]) -> None:
+    cohere_rerank = pytest.importorskip("llama_index.postprocessor.cohere_rerank")
+    schema = pytest.importorskip("llama_index.core.schema")
+    reranker = cohere_rerank.CohereRerank(model=RERANK, api_key="unused", base_url=server_url, top_n=TOP)
+    nodes = [schema.NodeWithScore(node=schema.TextNode(text=d), score=0.0) for d in DOCS]
+    out = reranker.postprocess_nodes(nodes, schema.QueryBundle(QUERY))
+    assert_top([(DOCS.index(n.node.text), n.score) for n in out], expected)

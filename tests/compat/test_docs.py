@@ -18,6 +18,8 @@ REQUIRES = {
     "cohere": "cohere",
     "langchain_cohere": "langchain_cohere",
     "llama_index": "llama_index.core",
+    "jinaai_rerank": "llama_index.postprocessor.jinaai_rerank",
+    "cohere_rerank": "llama_index.postprocessor.cohere_rerank",
     "haystack": "haystack_integrations.components.rankers.huggingface_api",
 }
 

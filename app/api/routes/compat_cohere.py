@@ -27,21 +27,29 @@ from app.reranker import Scores
 from app.schemas_compat import DEFAULT_MAX_TOKENS_PER_DOC, CohereDocument, CohereV1Request, CohereV2Request
 
 router = APIRouter(tags=["compat: Cohere, Jina"])
-PREFIXES = ("/v1/rerank", "/v2/rerank")
 # Cohere bills one search unit per query of up to 100 documents, each chunk counting as a document.
 DOCS_PER_SEARCH_UNIT = 100
 
 
+def _status(error: ApiError) -> int:
+    return 400 if error.status == 422 else error.status  # Cohere answers invalid requests with 400
+
+
 def render_cohere_error(error: ApiError) -> Response:
-    """Cohere's error body {"message": ...}; invalid requests are 400 there, not 422."""
-    status = 400 if error.status == 422 else error.status
-    return JSONBody({"message": error.message}, status_code=status, headers=error.headers)
+    """Cohere's error body {"message": ...}."""
+    return JSONBody({"message": error.message}, status_code=_status(error), headers=error.headers)
+
+
+def render_cohere_jina_error(error: ApiError) -> Response:
+    """/v1/rerank serves Jina clients too, which read Jina's {"detail": ...}: both keys, one message."""
+    body = {"message": error.message, "detail": error.message}
+    return JSONBody(body, status_code=_status(error), headers=error.headers)
 
 
 def install(app: FastAPI) -> None:
     app.include_router(router)
-    for prefix in PREFIXES:
-        register_error_renderer(app, prefix, render_cohere_error)
+    register_error_renderer(app, "/v1/rerank", render_cohere_jina_error)
+    register_error_renderer(app, "/v2/rerank", render_cohere_error)
 
 
 def _check_documents(n: int) -> None:
