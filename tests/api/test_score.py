@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import io
+import json
 from pathlib import Path
 
 import httpx
 import numpy as np
 import pytest
 
+from app.__main__ import main as hashrank
 from app.scorer import Scorer
 from tests.api.conftest import STS, assert_error
 
@@ -38,6 +41,17 @@ async def test_scores_match_the_scorer_exactly(client: httpx.AsyncClient, scorer
     assert all(0.0 <= s <= 1.0 for s in body["scores"])
     tokens = sum(len(e) for e in scorer.tokenizer.encode_pairs(PAIRS))
     assert body["usage"] == {"pairs": len(PAIRS), "tokens": tokens, "truncated": 0}
+
+
+async def test_scores_match_the_hashrank_score_command(
+    client: httpx.AsyncClient, sts_model_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    lines = "".join(json.dumps({"a": a, "b": b}) + "\n" for a, b in PAIRS)
+    monkeypatch.setattr("sys.stdin", io.StringIO(lines))
+    assert hashrank(["score", "--model", str(sts_model_dir), "--max-length", "256"]) == 0
+    cli = [json.loads(line)["score"] for line in capsys.readouterr().out.splitlines()]
+    served = (await client.post("/score", json={"pairs": [list(p) for p in PAIRS]})).json()["scores"]
+    assert served == cli
 
 
 async def test_raw_scores_are_the_logits(client: httpx.AsyncClient, scorer: Scorer) -> None:
