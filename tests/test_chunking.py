@@ -34,7 +34,9 @@ from app.errors import InvalidInput
         (30, 12, 3, 10, [(0, 12), (9, 21), (18, 30)]),
     ],
 )
-def test_plan_windows_hand_built(n: int, size: int, overlap: int, max_chunks: int, expected: list) -> None:
+def test_plan_windows_hand_built(
+    n: int, size: int, overlap: int, max_chunks: int, expected: list[tuple[int, int]]
+) -> None:
     assert plan_windows(n, size, overlap, max_chunks) == expected
 
 

@@ -25,7 +25,7 @@ UUID = re.compile(r"^[0-9a-f-]{36}$")
 
 # cohere.Client(base_url=...).rerank(...) (SDK 5.x): None fields are dropped before sending.
 COHERE_V1 = {"model": RERANK, "query": QUERY, "documents": DOCS, "top_n": 2, "return_documents": True}
-COHERE_V1_OBJECTS = {
+COHERE_V1_OBJECTS: dict[str, Any] = {
     "model": RERANK,
     "query": QUERY,
     "documents": [{"title": "Night vision", "text": DOCS[3], "id": "doc-3", "year": 2024}, {"text": DOCS[1]}],

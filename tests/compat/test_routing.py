@@ -4,7 +4,9 @@ labelled by model."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -17,7 +19,7 @@ pytestmark = pytest.mark.asyncio(loop_scope="module")
 PAIRS = [(QUERY, d) for d in DOCS]
 
 
-def in_input_order(results: list[dict], key: str) -> list[float]:
+def in_input_order(results: list[dict[str, Any]], key: str) -> list[float]:
     out = [0.0] * len(results)
     for r in results:
         out[r["index"]] = r[key]
@@ -67,7 +69,7 @@ async def test_model_field_routes_every_dialect(client: httpx.AsyncClient) -> No
 
 
 async def test_unknown_model_lists_the_served_ones(client: httpx.AsyncClient) -> None:
-    cases = {
+    cases: dict[str, tuple[dict[str, Any], Callable[[dict[str, Any]], str]]] = {
         "/rerank": ({"query": QUERY, "texts": DOCS}, lambda b: b["error"]),
         "/predict": ({"inputs": [QUERY, DOCS[0]]}, lambda b: b["error"]),
         "/v1/rerank": ({"query": QUERY, "documents": DOCS}, lambda b: b["message"]),

@@ -16,7 +16,7 @@ from typing import Any
 from fastapi import APIRouter, FastAPI, Request
 from starlette.responses import Response
 
-from app.api.deps import RerankerDep, SettingsDep, label_model
+from app.api.deps import RerankerDep, label_model
 from app.api.disconnect import cancel_on_disconnect
 from app.api.errors import ApiError, register_error_renderer
 from app.api.responses import JSONBody
@@ -27,6 +27,7 @@ from app.settings import Settings
 
 router = APIRouter(tags=["compat: TEI"])
 PREFIXES = ("/rerank", "/predict")
+AUTO_TRUNCATE = True
 
 
 class EmptyInput(InvalidInput):
@@ -62,9 +63,10 @@ def install(app: FastAPI) -> None:
         register_error_renderer(app, prefix, render_tei_error)
 
 
-def _truncate(settings: Settings, truncate: bool | None) -> bool:
-    del settings  # TEI's --auto-truncate; hashrank always truncates unless a request says false
-    return True if truncate is None else truncate
+def _truncate(truncate: bool | None) -> bool:
+    """TEI's `truncate: null` means the server's --auto-truncate, on by default since TEI 1.9 and always on
+    here: only a request's own `false` makes an over-long pair a 422."""
+    return AUTO_TRUNCATE if truncate is None else truncate
 
 
 async def _cut_left(served: ServedModel, pairs: list[tuple[str, str]]) -> list[tuple[str, str]]:
@@ -74,7 +76,7 @@ async def _cut_left(served: ServedModel, pairs: list[tuple[str, str]]) -> list[t
 
 
 @router.post("/rerank")
-async def rerank(body: TeiRerankRequest, request: Request, reranker: RerankerDep, settings: SettingsDep) -> Response:
+async def rerank(body: TeiRerankRequest, request: Request, reranker: RerankerDep) -> Response:
     """TEI rerank: a bare array [{index, score, text?}], best first, every text unless top_n is sent."""
     started = time.perf_counter()
     texts = body.items
@@ -82,7 +84,7 @@ async def rerank(body: TeiRerankRequest, request: Request, reranker: RerankerDep
         raise EmptyInput("`texts` cannot be empty", param="texts")
     served = reranker.resolve(body.model, "rank")
     label_model(request, served.name)
-    truncate = _truncate(settings, body.truncate)
+    truncate = _truncate(body.truncate)
     scored_texts = texts
     if truncate and body.truncation_direction == "left" and body.max_chunks_per_doc is None:
         scored_texts = [b for _, b in await _cut_left(served, [(body.query, t) for t in texts])]
@@ -109,7 +111,7 @@ async def rerank(body: TeiRerankRequest, request: Request, reranker: RerankerDep
 
 
 @router.post("/predict")
-async def predict(body: TeiPredictRequest, request: Request, reranker: RerankerDep, settings: SettingsDep) -> Response:
+async def predict(body: TeiPredictRequest, request: Request, reranker: RerankerDep) -> Response:
     """TEI predict on pairs: [{score, label}] for one pair, [[{score, label}], ...] for a batch."""
     started = time.perf_counter()
     pairs = body.pairs()
@@ -117,7 +119,7 @@ async def predict(body: TeiPredictRequest, request: Request, reranker: RerankerD
         raise EmptyInput("`inputs` cannot be empty", param="inputs")
     served = reranker.resolve(body.model, "score")
     label_model(request, served.name)
-    truncate = _truncate(settings, body.truncate)
+    truncate = _truncate(body.truncate)
     if truncate and body.truncation_direction == "left":
         pairs = await _cut_left(served, pairs)
     result = await cancel_on_disconnect(
@@ -156,6 +158,6 @@ def tei_info(reranker: Reranker | None, settings: Settings) -> dict[str, Any]:
         "max_batch_tokens": settings.max_batch_tokens,
         "max_batch_requests": settings.max_batch_pairs,
         "max_client_batch_size": settings.max_pairs_per_request,
-        "auto_truncate": True,
+        "auto_truncate": AUTO_TRUNCATE,
         "tokenization_workers": settings.tokenize_threads,
     }
