@@ -6,8 +6,10 @@ wait in one queue ordered by fair-queuing tags: item k of a request gets tag (vi
 request per round, and the small one is never stuck behind the big one (Triton's priority idea, per
 request). To form a batch the batcher pops the `window` lowest tags, keeps the lowest as the anchor (it
 always runs: no starvation) and adds the pool items closest in length to it while
-`pairs <= max_batch_pairs` and `pairs x longest <= max_batch_tokens` (TEI's padded budget, Infinity's
-length sorting). The rest goes back.
+`pairs <= max_batch_pairs`, `pairs x longest <= max_batch_tokens` (TEI's padded budget, Infinity's
+length sorting) and padding stays under `max_padding_ratio`. The rest goes back. On a CPU a forward pass
+costs about the same per padded token at any batch size, so padding is pure waste there, while one more
+pass costs little: a mixed queue is better run as a few length-homogeneous batches than one padded one.
 
 Continuous batching: when a forward pass ends the next batch is formed at once from what arrived
 meanwhile; only an idle batcher waits, at most `max_wait_ms`, for a batch to fill. Forward passes run in
@@ -78,6 +80,7 @@ class DynamicBatcher:
         max_batch_tokens: int = 32 * 128,
         max_wait_ms: float = 2.0,
         max_queue_pairs: int = 4096,
+        max_padding_ratio: float = 1.0,
         window: int = 4,
         name: str = "model",
     ) -> None:
@@ -87,6 +90,7 @@ class DynamicBatcher:
         self.max_batch_tokens = max_batch_tokens
         self.max_wait_s = max_wait_ms / 1000
         self.max_queue_pairs = max_queue_pairs
+        self.max_padding_ratio = max_padding_ratio
         # Pool size when forming a batch: a few batches' worth gives length sorting room to work.
         self._window = max(1, window) * max_batch_pairs
         self.name = name
@@ -242,22 +246,22 @@ class DynamicBatcher:
         by_length = sorted(pool, key=lambda e: e.item.length)
         a = next(i for i, e in enumerate(by_length) if e is anchor)
         lo = hi = a
-        longest = anchor.item.length
+        longest = real = anchor.item.length
         while hi - lo + 1 < self.max_batch_pairs:
-            # Grow towards the neighbour closest in length to the anchor, within the padded budget.
+            # Grow towards the neighbour closest in length to the anchor while the batch stays within the
+            # padded budget and the padding cap; what is left forms the next batch right after this one.
             steps = []
             if lo > 0:
                 steps.append((anchor.item.length - by_length[lo - 1].item.length, -1))
             if hi + 1 < len(by_length):
                 steps.append((by_length[hi + 1].item.length - anchor.item.length, +1))
             for _, step in sorted(steps):
-                width = longest if step < 0 else by_length[hi + 1].item.length
-                if (hi - lo + 2) * width <= self.max_batch_tokens:
-                    if step < 0:
-                        lo -= 1
-                    else:
-                        hi += 1
-                        longest = width
+                length = by_length[lo - 1 if step < 0 else hi + 1].item.length
+                width = max(longest, length)
+                padded = (hi - lo + 2) * width
+                if padded <= self.max_batch_tokens and real + length >= (1 - self.max_padding_ratio) * padded:
+                    lo, hi = (lo - 1, hi) if step < 0 else (lo, hi + 1)
+                    longest, real = width, real + length
                     break
             else:
                 break

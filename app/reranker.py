@@ -81,6 +81,7 @@ class ServedModel:
             max_batch_tokens=settings.max_batch_tokens,
             max_wait_ms=settings.max_wait_ms,
             max_queue_pairs=settings.max_queue_pairs,
+            max_padding_ratio=settings.max_padding_ratio,
             name=name,
         )
 

@@ -53,6 +53,10 @@ class Settings(BaseSettings):
     max_batch_tokens: Annotated[int, Field(ge=16)] = 32 * 128
     # Pairs per forward pass; on 2 CPU cores batches of 32 beat 128 (better cache use, less padding).
     max_batch_pairs: PositiveInt = 32
+    # Largest share of padding in a batch (0 = only equal lengths together, 1 = no cap). On CPU a pass
+    # costs about the same per padded token at any batch size, so a mixed queue runs as a few
+    # length-homogeneous batches rather than one padded batch.
+    max_padding_ratio: Annotated[float, Field(ge=0, le=1)] = 0.25
     # How long an idle batcher waits for more requests before running a partial batch. Never applied
     # while a batch is running: arrivals during a forward pass form the next batch at once.
     max_wait_ms: NonNegativeFloat = 2.0

@@ -111,6 +111,22 @@ async def test_length_sorting_keeps_padding_low() -> None:
     assert value(metrics, "hashrank_batch_padding_ratio_sum") == 0.0
 
 
+@pytest.mark.parametrize(("cap", "batches"), [(1.0, [[0, 1, 2, 3]]), (0.25, [[0, 1], [2, 3]])])
+async def test_padding_cap_splits_mixed_lengths(cap: float, batches: list[list[int]]) -> None:
+    runtime = FakeRuntime()
+    batcher, metrics = make(runtime, max_padding_ratio=cap)
+    blocker = await hold(runtime, batcher)
+    task = asyncio.create_task(batcher.run([0, 1, 2, 3], [10, 11, 100, 98], later(10)))
+    await asyncio.sleep(0.01)
+    runtime.gate.set()
+    assert await task == [0, 2, 4, 6]
+    await blocker
+    await batcher.stop()
+    assert [sorted(b) for b in runtime.batches[1:]] == batches
+    worst = 1 - (10 + 11 + 100 + 98) / (4 * 100)
+    assert value(metrics, "hashrank_batch_padding_ratio_sum") <= (worst if cap == 1.0 else 0.1)
+
+
 async def test_big_request_interleaves_with_small_ones() -> None:
     runtime = FakeRuntime(delay_s=0.001)
     batcher, _ = make(runtime, max_batch_pairs=8)

@@ -73,6 +73,7 @@ async def info(request: Request, settings: SettingsDep) -> Response:
             "max_request_bytes": settings.max_request_bytes,
             "max_batch_pairs": settings.max_batch_pairs,
             "max_batch_tokens": settings.max_batch_tokens,
+            "max_padding_ratio": settings.max_padding_ratio,
             "max_wait_ms": settings.max_wait_ms,
             "max_queue_pairs": settings.max_queue_pairs,
             "timeout_ms": settings.timeout_ms,
