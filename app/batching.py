@@ -3,8 +3,8 @@
 A request's items (one per pair: payload, token length) share the request's deadline and future. They
 wait in one queue ordered by fair-queuing tags: item k of a request gets tag (virtual time at arrival
 + k), so a 500-document request and a 1-pair request that arrive together interleave one item per
-request per round, and the small one is never stuck behind the big one (Triton's priority idea, per
-request). To form a batch the batcher pops the `window` lowest tags, keeps the lowest as the anchor (it
+request per round, and the small one is never stuck behind the big one (start-time fair queuing, with
+the request as the flow). To form a batch the batcher pops the `window` lowest tags, keeps the lowest as the anchor (it
 always runs: no starvation) and adds the pool items closest in length to it while
 `pairs <= max_batch_pairs`, `pairs x longest <= max_batch_tokens` (TEI's padded budget, Infinity's
 length sorting) and padding stays under `max_padding_ratio`. The rest goes back. On a CPU a forward pass
