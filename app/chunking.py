@@ -122,8 +122,6 @@ class ChunkedPairs:
     # Per document: part of it (or of the query) was not scored, because max_chunks windows did not
     # reach its end or the query was over query_budget.
     truncated: list[bool]
-    # Query tokens (capped) + document tokens actually scored, specials excluded; for usage reporting.
-    tokens: int
 
     @property
     def n_chunks(self) -> int:
@@ -170,14 +168,14 @@ class Chunker:
         return out
 
     def keep_tails(self, pairs: Sequence[tuple[str, str]]) -> list[str]:
-        """Each pair's second text cut from the left to what fits next to its first (TEI's
-        truncation_direction=left); texts that fit are returned unchanged."""
+        """Each pair's second text cut from the left to what fits next to its whole first text (TEI's
+        truncation_direction=left); texts that fit, or whose first text leaves no room, are unchanged."""
         firsts = self._offsets([a for a, _ in pairs])
         out = []
         for first, (_, text), offsets in zip(firsts, pairs, self._offsets([b for _, b in pairs]), strict=True):
-            budget = max(1, document_budget(len(first), self.max_length))
+            budget = self.max_length - SPECIAL_TOKENS - len(first)
             n = len(offsets)
-            out.append(text if n <= budget else text[char_span(offsets, (n - budget, n))[0] :])
+            out.append(text if n <= budget or budget < 1 else text[char_span(offsets, (n - budget, n))[0] :])
         return out
 
     def split(
@@ -193,7 +191,6 @@ class Chunker:
         owners: list[int] = []
         per_doc: list[int] = []
         truncated: list[bool] = []
-        tokens = 0
         for i, (doc, offsets) in enumerate(zip(documents, self._offsets(documents), strict=True)):
             windows = plan_windows(len(offsets), size, step_overlap, max_chunks)
             for window in windows:
@@ -201,7 +198,6 @@ class Chunker:
                 # A one-window document is sent whole (its text may carry leading or trailing spaces).
                 pairs.append((query, doc if len(windows) == 1 else doc[start:end]))
                 owners.append(i)
-                tokens += q_tokens + window[1] - window[0]
             per_doc.append(len(windows))
             truncated.append(query_cut or windows[-1][1] < len(offsets))
-        return ChunkedPairs(pairs, owners, per_doc, truncated, tokens)
+        return ChunkedPairs(pairs, owners, per_doc, truncated)

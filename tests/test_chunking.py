@@ -101,7 +101,6 @@ def test_split_matches_hand_built_windows(chunker: Chunker) -> None:
     assert plan.chunks_per_doc == [3, 1]
     assert plan.truncated == [False, False]
     assert plan.chunked_docs == 1
-    assert plan.tokens == 3 * (1 + 12) + (1 + 2)
 
 
 def test_split_caps_chunks_and_reports_the_cut(chunker: Chunker) -> None:
@@ -124,3 +123,11 @@ def test_truncate_documents_and_keep_tails(chunker: Chunker) -> None:
     assert chunker.truncate_documents([doc, "short"], 5) == [" ".join(NUMBERS[:5]), "short"]
     # Left truncation keeps the last 16 - 3 - 1 = 12 tokens of the second text.
     assert chunker.keep_tails([("what", doc), ("what", "short")]) == [" ".join(NUMBERS[-12:]), "short"]
+
+
+def test_keep_tails_leaves_room_for_the_whole_first_text(chunker: Chunker) -> None:
+    doc = " ".join(NUMBERS)
+    ten = " ".join(NUMBERS[:10])  # 16 - 3 - 10 = 3 tokens left for the second text
+    assert chunker.keep_tails([(ten, doc)]) == [" ".join(NUMBERS[-3:])]
+    fourteen = " ".join(NUMBERS[:14])  # no room at all: left for the tokenizer to refuse
+    assert chunker.keep_tails([(fourteen, doc)]) == [doc]
