@@ -80,8 +80,9 @@ def uvicorn_server(settings: Settings) -> Iterator[str]:
         thread.join(timeout=30)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def server_url(compat_settings: Callable[..., Settings]) -> Iterator[str]:
+    """One real server for every client-library and docs test."""
     with uvicorn_server(compat_settings()) as url:
         yield url
 
