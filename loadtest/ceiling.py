@@ -1,0 +1,135 @@
+"""The in-process ONNX Runtime ceiling: what one 1-thread session does with the same model file and pairs
+when nothing else (HTTP, JSON, queues) is in the way.
+
+Pairs are tokenized once, sorted by length and cut into batches of 32, then the padded batches are run
+back to back for a fixed time. `tokenize=True` also counts encoding + padding in the loop (the ceiling of
+a server that must tokenize, which ours must).
+
+    $ taskset -c 0 python -m loadtest.ceiling models/sts-hash-nano --workload score32 --variant onnx-int8
+    {"workload": "score32", "backend": "onnx-int8", "sorted": true, "tokenize": false, "pairs_per_s": ...}
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import onnxruntime as ort
+
+from app.modeling.config import ModelConfig
+from app.modeling.tokenizer import EncodedPair, PairTokenizer
+from loadtest.workloads import build_workloads, data_dir
+
+BATCH = 32
+FILES = {"onnx": "model.onnx", "onnx-int8": "model.int8.onnx"}
+
+
+@dataclass
+class CeilingResult:
+    workload: str
+    backend: str
+    sorted: bool
+    tokenize: bool
+    pairs: int  # distinct pairs in the set
+    pairs_per_s: float
+    mean_padded_len: float  # mean padded length per pair: what padding costs
+
+
+def session(model_dir: Path, backend: str) -> ort.InferenceSession:
+    """A plain session: defaults (graph optimisation ALL) and one intra-op thread."""
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.inter_op_num_threads = 1
+    return ort.InferenceSession(str(model_dir / FILES[backend]), options, providers=["CPUExecutionProvider"])
+
+
+def batch_rows(encoded: list[EncodedPair], sort: bool) -> list[list[int]]:
+    """Pair indices of each batch of 32: in length order (sort=True) or as given."""
+    order = sorted(range(len(encoded)), key=lambda i: len(encoded[i])) if sort else list(range(len(encoded)))
+    return [order[s : s + BATCH] for s in range(0, len(order), BATCH)]
+
+
+class Ceiling:
+    """One model directory: its tokenizer, a session per ONNX file, and encodings cached per workload."""
+
+    def __init__(self, model_dir: Path) -> None:
+        self.model_dir = Path(model_dir)
+        self.tokenizer = PairTokenizer.from_dir(self.model_dir, ModelConfig.load(self.model_dir).max_length)
+        self._sessions: dict[str, ort.InferenceSession] = {}
+        self._encoded: dict[str, list[EncodedPair]] = {}
+
+    def measure(
+        self,
+        workload: str,
+        pairs: list[tuple[str, str]],
+        *,
+        backend: str = "onnx",
+        sort: bool = True,
+        tokenize: bool = False,
+        seconds: float = 3.0,
+    ) -> CeilingResult:
+        """Pairs/s of back-to-back batches cycling over `pairs` for `seconds` (after a short warm-up).
+
+        With tokenize=True each batch's pairs are encoded and padded inside the timed loop (the batch
+        membership still comes from the up-front sort, as a server's length bucketing would give).
+        """
+        tokenizer = self.tokenizer
+        if backend not in self._sessions:
+            self._sessions[backend] = session(self.model_dir, backend)
+        sess = self._sessions[backend]
+        feeds = [i.name for i in sess.get_inputs()]
+        if workload not in self._encoded:
+            self._encoded[workload] = tokenizer.encode_pairs(pairs)
+        encoded = self._encoded[workload]
+        rows = batch_rows(encoded, sort)
+        padded = [tokenizer.pad([encoded[i] for i in r]) for r in rows]
+
+        def step(k: int) -> int:
+            batch = tokenizer.pad(tokenizer.encode_pairs([pairs[i] for i in rows[k]])) if tokenize else padded[k]
+            sess.run(["logits"], {name: getattr(batch, name) for name in feeds})
+            return len(rows[k])
+
+        for k in range(min(len(rows), 8)):  # warm-up: first-run allocations and kernel selection
+            step(k)
+        done, k, start = 0, 0, time.perf_counter()
+        while time.perf_counter() - start < seconds:
+            done += step(k % len(rows))
+            k += 1
+        elapsed = time.perf_counter() - start
+        mean_len = sum(b.input_ids.size for b in padded) / len(pairs)
+        return CeilingResult(workload, backend, sort, tokenize, len(pairs), done / elapsed, round(mean_len, 1))
+
+
+def parse_variant(text: str) -> tuple[str, bool, bool]:
+    """ "onnx", "onnx-int8:unsorted", "onnx:sorted:tokenize" -> (backend, sort, tokenize)."""
+    backend, *flags = text.split(":")
+    if backend not in FILES or not set(flags) <= {"sorted", "unsorted", "tokenize"}:
+        raise argparse.ArgumentTypeError(f"bad variant {text!r}; e.g. onnx, onnx-int8:unsorted, onnx:tokenize")
+    return backend, "unsorted" not in flags, "tokenize" in flags
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("model_dir", type=Path)
+    parser.add_argument("--workload", action="append", help="score1/score32/rank20/rank100/mix (repeatable)")
+    parser.add_argument(
+        "--variant", action="append", type=parse_variant, help="BACKEND[:unsorted][:tokenize], repeatable; default onnx"
+    )
+    parser.add_argument("--seconds", type=float, default=3.0)
+    args = parser.parse_args(argv)
+    workloads = build_workloads(data_dir())
+    ceiling = Ceiling(args.model_dir)
+    for name in args.workload or ["score32", "rank100"]:
+        pairs = workloads[name].all_pairs()
+        for backend, sort, tok in args.variant or [("onnx", True, False)]:
+            result = ceiling.measure(name, pairs, backend=backend, sort=sort, tokenize=tok, seconds=args.seconds)
+            print(json.dumps(asdict(result)), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
