@@ -190,3 +190,10 @@ def test_usage_errors(model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFix
     ]
     with pytest.raises(SystemExit):  # argparse's own usage error (exit 2)
         main(["score", "--model", str(model_dir), "--batch-size", "0"])
+
+
+def test_console_script_is_the_same_entry_point() -> None:
+    import tomllib
+
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]["scripts"]
+    assert scripts["hashrank"] == "app.__main__:main"  # what `python -m app` runs
