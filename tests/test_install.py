@@ -82,7 +82,8 @@ def served(serving_venv: Path, tmp_path_factory: pytest.TempPathFactory) -> Iter
 
 
 def test_installed_server_scores_and_ranks(served: str) -> None:
-    score = httpx.post(f"{served}/score", json={"pairs": [["a cat sits", "a cat is sitting"], ["a cat", "stock market"]]})
+    pairs = [["a cat sits", "a cat is sitting"], ["a cat", "stock market"]]
+    score = httpx.post(f"{served}/score", json={"pairs": pairs})
     assert score.status_code == 200, score.text
     similar, unrelated = score.json()["scores"]
     assert 0.0 <= unrelated < similar <= 1.0

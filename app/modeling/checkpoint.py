@@ -59,7 +59,9 @@ def load_model(model_dir: Path, *, allow_missing_head: bool = False) -> BertHash
 
     for key, array in loaded.items():
         if key not in expected:
-            raise ModelLoadError(f"{model_dir / WEIGHTS_FILE}: unexpected tensor {key!r} for model_type {cfg.model_type}")
+            raise ModelLoadError(
+                f"{model_dir / WEIGHTS_FILE}: unexpected tensor {key!r} for model_type {cfg.model_type}"
+            )
         if tuple(array.shape) != tuple(expected[key].shape):
             raise ModelLoadError(
                 f"{model_dir / WEIGHTS_FILE}: tensor {key!r} has shape {tuple(array.shape)}, "
