@@ -33,7 +33,7 @@ OPSET = 18
 # The hash Gather table ([V, P], half of the parameters) is quantized too: on a trained nano it left the
 # int8-vs-fp32 Spearman unchanged (0.99998 either way on STS-B dev) and shrinks the file from 2.7 to 1.0 MB.
 INT8_OP_TYPES = ["MatMul", "Gemm", "Gather"]
-# fp32 ONNX must reproduce PyTorch to this many logit units (observed: ~3e-7).
+# fp32 ONNX must reproduce PyTorch to this many logit units (observed on STS-B dev: 2e-7 to 1.5e-6).
 FP32_TOLERANCE = 1e-4
 # Short and long, similar and unrelated, so one padded batch exercises the attention mask.
 _CHECK_PAIRS = [
@@ -51,7 +51,7 @@ _CHECK_PAIRS = [
 def _example_inputs(vocab_size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     # Batch 2 x length 9 with one padded row: both axes > 1 so torch.export does not specialise them.
     generator = torch.Generator().manual_seed(0)
-    input_ids = torch.randint(1000, vocab_size, (2, 9), generator=generator)  # (B, T)
+    input_ids = torch.randint(1, vocab_size, (2, 9), generator=generator)  # (B, T)
     attention_mask = torch.ones(2, 9, dtype=torch.int64)
     attention_mask[1, 6:] = 0
     token_type_ids = torch.zeros(2, 9, dtype=torch.int64)
