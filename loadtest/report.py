@@ -21,11 +21,21 @@ ANCHORS = (
 )
 
 
+OTHER_FILE = {"onnx": "onnx-int8", "onnx-int8": "onnx"}
+
+
 def ceiling_of(rows: list[dict], workload: str, backend: str, *, sort: bool = True, tokenize: bool = False) -> float:
     for row in rows:
         if (row["workload"], row["backend"], row["sorted"], row["tokenize"]) == (workload, backend, sort, tokenize):
             return float(row["pairs_per_s"])
     return 0.0
+
+
+def ceiling_for(rows: list[dict], workload: str, backend: str) -> float:
+    """The workload's own ceiling, else (a --quick run) the closest measured set: score32 or rank100."""
+    return ceiling_of(rows, workload, backend) or ceiling_of(
+        rows, "score32" if workload.startswith("score") else "rank100", backend
+    )
 
 
 def cell(result: dict, server: str, workload: str, concurrency: int) -> dict | None:
@@ -150,7 +160,8 @@ def latency_table(result: dict, server: str) -> list[str]:
     for row in result["cells"]:
         if row["server"] != server:
             continue
-        ceil = ceiling_of(start, row["workload"], backend if "int8" not in server else "onnx-int8")
+        served = OTHER_FILE[backend] if server.endswith(OTHER_FILE[backend]) else backend
+        ceil = ceiling_for(start, row["workload"], served)
         naive = cell(result, "naive", row["workload"], row["concurrency"])
         vs_naive = ratio(row["pairs_per_s"], naive["pairs_per_s"]) if naive and server != "naive" else "-"
         errors = sum(row["errors"].values()) if row["errors"] else 0
@@ -256,7 +267,7 @@ def plot(result: dict, path: Path) -> None:
                     textcoords="offset points",
                     xytext=(3, 3),
                 )
-        ceil = ceiling_of(result["ceiling_start"], workload, backend)
+        ceil = ceiling_for(result["ceiling_start"], workload, backend)
         if ceil:
             ax.axvline(ceil, color="k", linestyle="--", linewidth=1, label="ORT ceiling (1 core)")
         ax.set_yscale("log")
