@@ -29,9 +29,11 @@ _REMOTE_CODE_DIR = Path(__file__).with_name("remote_code")
 
 
 def _canonical_key(key: str) -> str:
-    if key.startswith(("bert.", "classifier.")):
-        return key
-    return "bert." + key
+    """Published base checkpoints may drop the `bert.` prefix; other keys stay as stored, so an
+    unexpected one (e.g. an MLM head's `cls.predictions.bias`) is reported under its own name."""
+    if key.startswith(("embeddings.", "encoder.", "pooler.")):
+        return "bert." + key
+    return key
 
 
 def read_state_dict(model_dir: Path) -> dict[str, np.ndarray]:
