@@ -12,7 +12,7 @@ import json
 from typing import Annotated, Any, Literal
 
 import orjson
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, model_validator
 
 from app.chunking import DEFAULT_MAX_CHUNKS, Aggregation
 from app.errors import InvalidInput
@@ -117,6 +117,8 @@ class CohereDocument(BaseModel):
     """A string, or an object whose fields (all kept for the response) give the text via rank_fields."""
 
     model_config = ConfigDict(extra="allow")
+    # Sent as a plain string: rank_fields (which name object fields) do not apply to it.
+    _plain: bool = PrivateAttr(False)
 
     @model_validator(mode="after")
     def _echoable(self) -> CohereDocument:
@@ -133,12 +135,18 @@ class CohereDocument(BaseModel):
     def text(self, rank_fields: list[str] | None) -> str | None:
         """The text to score: the rank_fields' values in order, one per line (default: `text`)."""
         values = self.fields()
+        if self._plain:
+            return str(values["text"])
         parts = [_field_text(values[f]) for f in (rank_fields or ["text"]) if values.get(f) is not None]
         return "\n".join(parts) if parts else None
 
 
 def _document(value: Any) -> Any:
-    return {"text": value} if isinstance(value, str) else value
+    if not isinstance(value, str):
+        return value
+    doc = CohereDocument.model_validate({"text": value})
+    doc._plain = True
+    return doc
 
 
 # Cohere v2's default cut of every document.

@@ -54,6 +54,10 @@ def error_message(path: str, body: dict[str, Any]) -> str:
     return message
 
 
+def in_input_order(results: list[dict[str, Any]]) -> list[float]:
+    return [r["relevance_score"] for r in sorted(results, key=lambda r: r["index"])]
+
+
 def assert_v1_meta(body: dict[str, Any]) -> None:
     assert UUID.match(body["id"]), body["id"]
     assert body["meta"]["api_version"] == {"version": "1"}
@@ -88,6 +92,11 @@ async def test_cohere_v1_objects_rank_fields_ids_and_metadata_untouched(client: 
     expected = await scores_of(client, [(QUERY, f"Night vision\n{DOCS[3]}"), (QUERY, DOCS[1])])
     assert by_index[0]["relevance_score"] == pytest.approx(expected[0], abs=1e-6)
     assert by_index[1]["relevance_score"] == pytest.approx(expected[1], abs=1e-6)
+    mixed = {**COHERE_V1_OBJECTS, "documents": [DOCS[0], {"title": "Moon", "text": DOCS[1]}], "rank_fields": ["title"]}
+    body = (await client.post("/v1/rerank", json=mixed)).json()  # rank_fields apply to objects, not strings
+    expected = await scores_of(client, [(QUERY, DOCS[0]), (QUERY, "Moon")])
+    assert in_input_order(body["results"]) == pytest.approx(expected, abs=1e-6)
+    assert {x["index"]: x["document"] for x in body["results"]}[0] == {"text": DOCS[0]}
     only_title = {**COHERE_V1_OBJECTS, "rank_fields": ["title"]}
     r = await client.post("/v1/rerank", json=only_title)
     assert r.status_code == 400 and "document 1" in error_message("/v1/rerank", r.json())
