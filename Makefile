@@ -8,20 +8,20 @@ HOST   ?= 0.0.0.0
 PORT   ?= 8080
 export HF_HUB_OFFLINE := 1
 
-.PHONY: serve test test-fast lint bench lock train-sts train-rerank eval clean
+.PHONY: serve test test-fast lint bench lock lock-dev train-sts train-rerank eval clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
 # Serving install: no torch.
 $(VENV)/.serve-installed: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e .
+	$(BIN)/pip install --quiet --constraint requirements/serve.lock -e .
 	touch $@
 
 # Tests need the torch/train/dev extras; torch is pinned first so nothing pulls a CUDA build.
 $(VENV)/.dev-installed: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e ".[dev]"
+	$(BIN)/pip install --quiet --constraint requirements/dev.lock -e ".[dev]"
 	touch $(VENV)/.serve-installed $@
 
 serve: $(VENV)/.serve-installed
@@ -57,6 +57,14 @@ lock:
 	{ echo "# Pinned serving install (no torch), used by the Dockerfile and the container-equivalent test."; \
 	  echo "# Regenerate: make lock"; \
 	  /tmp/hashrank-lock/bin/pip freeze | grep -v '^hashrank'; } > requirements/serve.lock
+
+# Re-pin the test environment from a fresh resolve.
+lock-dev:
+	rm -rf /tmp/hashrank-lock-dev && $(PYTHON) -m venv /tmp/hashrank-lock-dev
+	/tmp/hashrank-lock-dev/bin/pip install --quiet torch==2.13.0
+	/tmp/hashrank-lock-dev/bin/pip install --quiet -e ".[dev]"
+	{ echo "# Pinned test/dev environment: keeps 'make test' fast to resolve and reproducible. Regenerate: make lock-dev"; \
+	  /tmp/hashrank-lock-dev/bin/pip freeze | grep -v '^-e' | sed 's/+cpu$$//'; } > requirements/dev.lock
 
 clean:
 	rm -rf $(VENV) dist build *.egg-info .pytest_cache .ruff_cache .mypy_cache
