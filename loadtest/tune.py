@@ -36,12 +36,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=float, default=1.0)
     parser.add_argument("--server-cpus", default="0")
     parser.add_argument("--client-cpus", default="1")
+    parser.add_argument("--launcher", type=Path, help="a Python script to run instead of `python -m app serve`")
     parser.add_argument("--log", type=Path, default=Path("/tmp/hashrank-tune.log"))
     args = parser.parse_args(argv)
     rank = args.rank_model or args.score_model
     variants = [parse_variant(v) for v in args.variant]
     rows: dict[tuple[str, str], list[dict]] = {}
     ready: dict[str, list[float]] = {}
+    rss: dict[str, list[float]] = {}
     for _ in range(args.rounds):
         for name, extra in variants:
             port = free_port()
@@ -56,7 +58,8 @@ def main(argv: list[str] | None = None) -> int:
                 **extra,
             }
             env = {k: v for k, v in env.items() if v != "unset"}  # HASHRANK_THREADS=unset: the app's default
-            with Server(name, python_module("app", "serve"), port, args.server_cpus, env, args.log) as server:
+            cmd = [sys.executable, str(args.launcher)] if args.launcher else python_module("app", "serve")
+            with Server(name, cmd, port, args.server_cpus, env, args.log) as server:
                 ready.setdefault(name, []).append(server.ready_seconds)
                 cmd = python_module(
                     "loadtest.loadgen", server.url, "--seconds", str(args.seconds), "--warmup", str(args.warmup)
@@ -66,8 +69,10 @@ def main(argv: list[str] | None = None) -> int:
                 for row in json_lines(pinned(cmd, args.client_cpus), args.log):
                     rows.setdefault((name, f"{row['workload']}:{row['concurrency']}"), []).append(row)
                     print(json.dumps({"variant": name, **row}), file=sys.stderr, flush=True)
-    print("| variant | cell | pairs/s (median) | min-max | p50 ms | p99 ms | vs first | ready s |")
-    print("|---|---|---|---|---|---|---|---|")
+                peak = max(p[3] for p in server.processes() if p[1] == "worker")
+                rss.setdefault(name, []).append(peak)
+    print("| variant | cell | pairs/s (median) | min-max | p50 ms | p99 ms | vs first | ready s | peak RSS MB |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for c in args.cell:
         base = None
         for name, _ in variants:
@@ -81,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
             p99 = statistics.median(r["p99_ms"] for r in runs)
             print(
                 f"| {name} | {c} | {tput:,.0f} | {lo:,.0f}-{hi:,.0f} | {p50:.1f} | {p99:.1f} | {tput / base:.2f}x "
-                f"| {statistics.median(ready[name]):.2f} |"
+                f"| {statistics.median(ready[name]):.2f} | {max(rss[name]):.0f} |"
             )
     return 0
 
