@@ -19,7 +19,8 @@ from pathlib import Path
 
 from loadtest.servers import Server, free_port, pinned, python_module
 
-# A stack belongs to the first stage (in this order) with a frame matching one of its substrings.
+# A stack belongs to the stage of its deepest (leaf-most) frame that matches one; every main-thread stack
+# has uvicorn at its root, so matching from the root would call everything HTTP.
 STAGES = (
     ("ort (InferenceSession.run)", ("onnxruntime_inference_collection.py", "run (onnxruntime")),
     ("tokenize (encode_batch)", ("encode_batch", "encode_pairs", "_to_pair")),
@@ -30,13 +31,15 @@ STAGES = (
     ("http (uvicorn/starlette/h11/httptools)", ("uvicorn", "starlette", "httptools", "h11")),
     ("metrics (prometheus_client)", ("prometheus_client", "app/metrics.py")),
     ("event loop / asyncio", ("asyncio", "uvloop")),
+    ("thread hand-offs (futures, queues, locks)", ("concurrent/futures", "threading.py", "queue.py")),
 )
 
 
 def stage_of(stack: str) -> str:
-    for name, needles in STAGES:
-        if any(n in stack for n in needles):
-            return name
+    for frame in reversed(stack.split(";")):
+        for name, needles in STAGES:
+            if any(n in frame for n in needles):
+                return name
     return "other"
 
 
