@@ -183,3 +183,27 @@ def test_report_tables_and_verdicts(tmp_path: Path) -> None:
     assert "| 20.0 | 25% | 80% | 50 |" in text  # batch pairs, padding, ORT busy, ORT pairs/s
     assert "3.4k / 4.3k" in text  # the anchors sit next to this run's figures
     assert json.loads(json.dumps(result)) == result  # the raw file round-trips
+
+
+def test_profile_attributes_stacks_to_leaf_stage(tmp_path: Path) -> None:
+    from loadtest.profile import stage_of, summarize
+
+    root = "run (uvicorn/main.py:1);serve (uvicorn/server.py:2)"
+    assert stage_of(
+        f"{root};score (app/reranker.py:3);run (onnxruntime/capi/onnxruntime_inference_collection.py:4)"
+    ) == ("ort (InferenceSession.run)")
+    assert stage_of(f"{root};validate_python (pydantic/type_adapter.py:5)") == "validation (pydantic/fastapi)"
+    assert stage_of("main (somewhere.py:1)") == "other"
+    raw = tmp_path / "raw.txt"
+    raw.write_text(f"{root};run (onnxruntime/capi/onnxruntime_inference_collection.py:4) 3\n{root} 1\n")
+    assert "| ort (InferenceSession.run) | 75% |" in summarize(raw)
+
+
+def test_tune_variant_parsing() -> None:
+    from loadtest.tune import parse_variant as tune_variant
+
+    assert tune_variant("base:") == ("base", {})
+    assert tune_variant("w0:HASHRANK_MAX_WAIT_MS=0,HASHRANK_THREADS=unset") == (
+        "w0",
+        {"HASHRANK_MAX_WAIT_MS": "0", "HASHRANK_THREADS": "unset"},
+    )
