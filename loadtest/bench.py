@@ -142,7 +142,8 @@ def footprint(server: Server) -> dict[str, Any]:
     return {
         "ready_seconds": round(server.ready_seconds, 3),
         "processes": [
-            {"pid": p, "role": role, "rss_mb": round(r, 1), "peak_rss_mb": round(h, 1)} for p, role, r, h in procs
+            {"pid": p, "role": role, "rss_mb": round(r, 1), "peak_rss_mb": round(h, 1), "cpu_s": round(c, 1)}
+            for p, role, r, h, c in procs
         ],
     }
 

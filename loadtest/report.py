@@ -233,9 +233,11 @@ def anchor_table(result: dict) -> list[str]:
 
 
 def footprint_table(result: dict) -> list[str]:
-    lines = ["| server | ready s | processes: RSS now / peak MB |", "|---|---|---|"]
+    lines = ["| server | ready s | processes: RSS now / peak MB (CPU s used) |", "|---|---|---|"]
     for name, fp in result["footprint"].items():
-        procs = ", ".join(f"{p['role']} {p['rss_mb']:.0f} / {p['peak_rss_mb']:.0f}" for p in fp["processes"])
+        procs = ", ".join(
+            f"{p['role']} {p['rss_mb']:.0f} / {p['peak_rss_mb']:.0f} ({p.get('cpu_s', 0):.0f})" for p in fp["processes"]
+        )
         lines.append(f"| {name} | {fp['ready_seconds']:.2f} | {procs} |")
     return lines
 

@@ -42,6 +42,15 @@ def rss_mb(pid: int) -> tuple[float, float]:
     return values["VmRSS"], values["VmHWM"]
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds a process has used, from /proc/<pid>/stat; 0.0 when unreadable."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
 def children(pid: int) -> list[int]:
     """Direct and indirect child pids (uvicorn's worker processes), from /proc."""
     parents: dict[int, list[int]] = {}
@@ -108,20 +117,20 @@ class Server:
         finally:
             conn.close()
 
-    def processes(self) -> list[tuple[int, str, float, float]]:
-        """(pid, role, RSS MB, peak RSS MB) of the server's processes: one "worker", or a "supervisor"
+    def processes(self) -> list[tuple[int, str, float, float, float]]:
+        """(pid, role, RSS MB, peak RSS MB, CPU s) of the server's processes: one "worker", or a "supervisor"
         with its "worker"s (and multiprocessing "helper"s such as the resource tracker)."""
         assert self.proc is not None
         # taskset execs the command, so proc.pid is the server itself.
         kids = children(self.proc.pid)
-        out = [(self.proc.pid, "supervisor" if kids else "worker", *rss_mb(self.proc.pid))]
+        out = [(self.proc.pid, "supervisor" if kids else "worker", *rss_mb(self.proc.pid), cpu_seconds(self.proc.pid))]
         for pid in kids:
             try:
                 cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
             except OSError:
                 continue
             role = "helper" if "resource_tracker" in cmdline or "semaphore_tracker" in cmdline else "worker"
-            out.append((pid, role, *rss_mb(pid)))
+            out.append((pid, role, *rss_mb(pid), cpu_seconds(pid)))
         return out
 
     def stop(self) -> None:
