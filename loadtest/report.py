@@ -342,10 +342,15 @@ def render(result: dict, stem: str) -> str:
     return "\n".join(out)
 
 
-def write_report(result: dict[str, Any], out_dir: Path, stem: str) -> tuple[Path, Path]:
+def write_report(result: dict[str, Any], out_dir: Path, stem: str) -> tuple[Path, Path | None]:
+    """Write <stem>.md, and <stem>.png when matplotlib is installed (the tables never depend on it)."""
     md, png = out_dir / f"{stem}.md", out_dir / f"{stem}.png"
     md.write_text(render(result, stem))
-    plot(result, png)
+    try:
+        plot(result, png)
+    except ImportError:
+        print("matplotlib is not installed: no plot (pip install matplotlib)", file=sys.stderr)
+        return md, None
     return md, png
 
 

@@ -173,7 +173,7 @@ def test_report_tables_and_verdicts(tmp_path: Path) -> None:
     result = _fake_result()
     md, png = report.write_report(result, tmp_path, "run")
     text = md.read_text()
-    assert png.stat().st_size > 0
+    assert png is None or png.stat().st_size > 0  # the plot needs matplotlib, the tables do not
     verdicts = {t: v for t, _, _, v in report.targets(result)}
     assert verdicts["rank20 c=32 >= 2x naive"] == "met"  # 3.0x
     assert verdicts["2 workers / 1 worker, rank100 c=32 >= 1.7x"] == "met"  # 1.8x
