@@ -18,6 +18,7 @@ COMMANDS = [
     "info",
     "export_onnx",
     "serve",
+    "eval",
 ]
 
 

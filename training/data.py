@@ -103,3 +103,39 @@ def training_sets(data_dir: Path = DATA_DIR) -> dict[str, list[Pair]]:
         "snli": snli_dev(data_dir),
         "wikiqa": wikiqa_train(data_dir),
     }
+
+
+# Each set's own labels on the STS-B gold/5 scale, for the multi-dataset "gold" stage. SNLI classes take
+# SICK TRAIN+TRIAL's mean relatedness per entailment label (4.58 / 2.97 / 3.61 of 5); binary paraphrase
+# labels a rough high/low (MRPC's MSRpar pairs average 3.3/5 in STS-B train).
+_SNLI_TO_SCORE = {2.0: 4.58 / 5, 1.0: 2.97 / 5, 0.0: 3.61 / 5}
+RANDOM_PAIR_SCORE = 0.02  # STS-B 0 = "completely dissimilar"; two random sentences of one set are rarely more
+_BINARY_TO_SCORE = {"mrpc": (0.45, 0.75), "twitter": (0.25, 0.7)}
+
+
+def gold_stage_pairs(
+    seed: int, twitter: int = 8000, random_share: float = 0.35
+) -> tuple[list[tuple[str, str]], list[float]]:
+    """Every training set's own pairs (Twitter sampled), labels mapped to [0, 1], plus random same-set pairs
+    labelled RANDOM_PAIR_SCORE (all the sets' own pairs are related; without unrelated pairs a model
+    from scratch has no easy "shares words -> similar" signal to start from); both orders."""
+    import random
+
+    sets = training_sets()
+    rng = random.Random(seed)
+    out: list[tuple[str, str, float]] = []
+    out += [(p.a, p.b, p.score / 5) for p in sets["stsb"]]
+    out += [(p.a, p.b, p.score / 5) for p in sets["sick"]]
+    out += [(p.a, p.b, _SNLI_TO_SCORE[p.score]) for p in sets["snli"]]
+    for name in ("mrpc", "twitter"):
+        pairs = sets[name] if name == "mrpc" else rng.sample(sets[name], twitter)
+        lo, hi = _BINARY_TO_SCORE[name]
+        out += [(p.a, p.b, hi if p.score > 0.5 else lo) for p in pairs]
+    n_random = int(len(out) * random_share / (1 - random_share))
+    names = ["stsb", "sick", "snli", "mrpc", "twitter"]
+    for i in range(n_random):
+        pool = sets[names[i % len(names)]]
+        out.append((rng.choice(pool).a, rng.choice(pool).b, RANDOM_PAIR_SCORE))
+    out += [(b, a, y) for a, b, y in out]
+    rng.shuffle(out)
+    return [(a, b) for a, b, _ in out], [y for _, _, y in out]

@@ -49,3 +49,16 @@ def init_hash_table(model: BertHashForSequenceClassification, method: str) -> fl
     with torch.no_grad():
         table.copy_(torch.from_numpy(codes))
     return kept
+
+
+def tie_query_key(model: BertHashForSequenceClassification, std: float) -> None:
+    """Start every layer with W_query = W_key ~ N(0, std): q_i . k_j = (W x_i) . (W x_j) then favours
+    similar tokens, in either sentence, from step 0. From scratch (no pre-training), a cross-encoder
+    otherwise sits on a long plateau before it learns to match words across the pair (measured: STS-B
+    dev Spearman ~0.05 after 1,000 steps untied vs ~0.2 after 200 steps tied, std 0.08)."""
+    with torch.no_grad():
+        for layer in model.bert.encoder.layer:
+            attn = layer.attention.self
+            w = torch.randn_like(attn.query.weight) * std
+            attn.query.weight.copy_(w)
+            attn.key.weight.copy_(w)

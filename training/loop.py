@@ -33,6 +33,7 @@ class Stage:
     weight_decay: float = 0.01
     eval_every: int = 500  # steps between dev evaluations (and checkpoints)
     max_steps: int | None = None  # caps the stage (smoke runs)
+    max_seconds: float | None = None  # wall-time budget: stop early (after an evaluation) once it is spent
 
 
 def encode(tok: PairTokenizer, pairs: list[tuple[str, str]]) -> list[EncodedPair]:
@@ -101,9 +102,10 @@ def train_stage(
         step, best, elapsed = state["step"], state["best"], state["elapsed"]
         torch.set_rng_state(state["torch_rng"])
         log(f"[{stage.name}] resumed at step {step}/{total} (best dev {best:.4f})")
-    if step >= total:
+    out_of_time = stage.max_seconds is not None and elapsed >= stage.max_seconds
+    if step >= total or out_of_time:
         model.load_state_dict(torch.load(best_path, weights_only=True))
-        return {"steps": total, "best_dev_spearman": best, "seconds": elapsed}
+        return {"steps": step, "planned_steps": total, "best_dev_spearman": best, "seconds": elapsed}
 
     epoch_of = lambda s: s // steps_per_epoch  # noqa: E731
     plan = batches(encoded, stage.batch_size, random.Random(seed * 1000 + epoch_of(step)))
@@ -123,7 +125,9 @@ def train_stage(
         sched.step()
         losses.append(float(loss.detach()))
         step += 1
-        if step % stage.eval_every == 0 or step == total:
+        if step % stage.eval_every == 0 or step == total or (
+            stage.max_seconds is not None and time.time() - t0 >= stage.max_seconds
+        ):
             score = dev_spearman(model, tok, dev)
             model.train()
             if score > best:
@@ -134,7 +138,10 @@ def train_stage(
                 f"dev {score:.4f} best {best:.4f} {elapsed:.0f}s")
             torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
                         "step": step, "best": best, "elapsed": elapsed, "torch_rng": torch.get_rng_state()}, ckpt)
+            if stage.max_seconds is not None and elapsed >= stage.max_seconds and step < total:
+                log(f"[{stage.name}] wall-time budget {stage.max_seconds:.0f}s spent at step {step}/{total}")
+                break
     model.load_state_dict(torch.load(best_path, weights_only=True))
-    return {"steps": total, "best_dev_spearman": best, "seconds": round(time.time() - t0, 1),
+    return {"steps": step, "planned_steps": total, "best_dev_spearman": best, "seconds": round(time.time() - t0, 1),
             "first_loss": float(np.mean(losses[:20])) if losses else float("nan"),
             "last_loss": float(np.mean(losses[-20:])) if losses else float("nan")}

@@ -21,11 +21,11 @@ import numpy as np
 import torch
 
 from app.modeling.bert_hash import BertHashForSequenceClassification
-from app.modeling.checkpoint import save_model
+from app.modeling.checkpoint import load_model, save_model
 from app.modeling.config import PRESETS
 from app.modeling.tokenizer import PairTokenizer
 from training import data, teachers
-from training.hash_init import init_hash_table, minilm_dir
+from training.hash_init import init_hash_table, minilm_dir, tie_query_key
 from training.loop import Stage, encode, train_stage
 from training.pairs import Teacher, distill_pairs
 
@@ -40,13 +40,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--preset", default="nano", choices=sorted(PRESETS))
     ap.add_argument("--init", default="pca", choices=("pca", "random"))
-    ap.add_argument("--teachers", default="minilm,e5", help="comma list of cached teachers to average")
-    ap.add_argument("--distill-pairs", type=int, default=200_000, help="0 skips distillation")
+    ap.add_argument("--init-from", type=Path, default=None, help="start from this saved model directory instead")
+    ap.add_argument("--qk-init", type=float, default=0.08, help="std of the tied W_query = W_key init (0: BERT's)")
+    ap.add_argument("--teachers", default="minilm", help="comma list of cached teachers to average: minilm, e5")
+    ap.add_argument("--distill-pairs", type=int, default=150_000, help="0 skips distillation")
     ap.add_argument("--neighbours", type=int, default=4)
-    ap.add_argument("--random-pairs", type=int, default=150_000)
-    ap.add_argument("--distill-epochs", type=float, default=2.0)
+    ap.add_argument("--random-pairs", type=int, default=100_000)
+    ap.add_argument("--distill-epochs", type=float, default=1.0)
+    ap.add_argument("--distill-minutes", type=float, default=None, help="wall-time cap of distillation")
+    ap.add_argument("--gold-minutes", type=float, default=0.0,
+                    help="wall-time cap of a first stage on every training set's own labels (0 skips it)")
+    ap.add_argument("--wait-minutes", type=float, default=0.0,
+                    help="wait up to this long for a teacher cache that is still being written")
+    ap.add_argument("--dropout", type=float, default=0.0, help="hidden + attention dropout while training")
     ap.add_argument("--distill-lr", type=float, default=1e-3)
-    ap.add_argument("--ft-epochs", type=float, default=4.0)
+    ap.add_argument("--ft-epochs", type=float, default=2.0)
     ap.add_argument("--ft-lr", type=float, default=3e-4)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--smoke", action="store_true", help="tiny data and a few steps (tests)")
@@ -84,15 +92,33 @@ def main(argv: list[str] | None = None) -> dict:
     dev_text, dev_y = gold(stsb_dev)
     dev = (encode(tok, dev_text), dev_y)
 
-    cfg = PRESETS[args.preset]
+    cfg = PRESETS[args.preset].replace(hidden_dropout_prob=args.dropout, attention_probs_dropout_prob=args.dropout)
     model = BertHashForSequenceClassification(cfg)
-    kept = init_hash_table(model, args.init)
+    kept = None
+    if args.init_from:  # continue a previous run's saved model (a second round of distillation)
+        model.load_state_dict(load_model(args.init_from).state_dict())
+        args.init = f"from {args.init_from}"
+    else:
+        kept = init_hash_table(model, args.init)
+        if args.qk_init > 0:
+            tie_query_key(model, args.qk_init)
     log(f"model {args.preset}: {model.num_parameters():,} params; init {args.init}"
         + (f" (PCA keeps {kept:.1%} of variance)" if kept else ""))
     report: dict = {"seed": args.seed, "params": model.num_parameters(), "init": args.init, "args": {
         k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}}
 
+    if args.gold_minutes > 0:
+        text, y = data.gold_stage_pairs(args.seed)
+        if args.smoke:
+            text, y = text[:2000], y[:2000]
+        log(f"gold stage: {len(text)} pairs from every training set's own labels")
+        stage = Stage("gold", 1.0, args.distill_lr, batch_size=32, eval_every=40 if args.smoke else 500,
+                      max_steps=40 if args.smoke else None, max_seconds=args.gold_minutes * 60)
+        report["gold"] = train_stage(model, tok, (encode(tok, text), np.array(y, dtype=np.float32)), dev, stage,
+                                     run_dir, args.seed, log)
+
     if args.distill_pairs > 0:
+        wait_for_teachers(args, log)
         t0 = time.time()
         pairs_path = run_dir / "distill_pairs.json"
         if pairs_path.is_file():
@@ -103,8 +129,9 @@ def main(argv: list[str] | None = None) -> dict:
             pairs_path.write_text(json.dumps({"pairs": text, "labels": y.tolist()}))
         log(f"distill set: {len(text)} pairs, label mean {y.mean():.3f}, histogram "
             f"{np.histogram(y, bins=5, range=(0, 1))[0].tolist()} ({time.time() - t0:.0f}s)")
-        stage = Stage("distill", args.distill_epochs, args.distill_lr, batch_size=64,
-                      eval_every=40 if args.smoke else 1000, max_steps=40 if args.smoke else None)
+        stage = Stage("distill", args.distill_epochs, args.distill_lr, batch_size=32,
+                      eval_every=40 if args.smoke else 500, max_steps=40 if args.smoke else None,
+                      max_seconds=args.distill_minutes * 60 if args.distill_minutes else None)
         report["distill"] = train_stage(model, tok, (encode(tok, text), y), dev, stage, run_dir, args.seed, log)
         report["distill"]["pairs"] = len(text)
 
@@ -123,6 +150,16 @@ def main(argv: list[str] | None = None) -> dict:
     (run_dir / "report.json").write_text(json.dumps(report, indent=2))
     log(f"saved {args.out}: {json.dumps(report)}")
     return report
+
+
+def wait_for_teachers(args: argparse.Namespace, log) -> None:
+    """Block until every teacher's cache file exists (training.teachers may run alongside), up to --wait-minutes."""
+    paths = [args.cache / f"{n}.npy" for n in args.teachers.split(",")]
+    deadline = time.time() + args.wait_minutes * 60
+    while not all(p.is_file() for p in paths) and time.time() < deadline:
+        log(f"waiting for teacher cache {[str(p) for p in paths if not p.is_file()]}")
+        time.sleep(30)
+    time.sleep(2)  # np.save may still be flushing
 
 
 def build_distill_set(args: argparse.Namespace, log) -> tuple[list[tuple[str, str]], np.ndarray]:

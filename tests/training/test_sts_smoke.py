@@ -1,0 +1,41 @@
+"""Smoke run of the STS recipe: tiny teacher pool (MiniLM only), a few distillation and fine-tuning steps."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from app.modeling.checkpoint import load_model
+from app.scorer import Scorer
+
+
+@pytest.mark.slow
+def test_sts_recipe_smoke(tmp_path: Path, data_dir: Path) -> None:
+    from training import sts, teachers
+
+    cache, run_dir, out = tmp_path / "cache", tmp_path / "run", tmp_path / "model"
+    teachers.main(["--smoke", "--cache", str(cache), "--teachers", "minilm"])
+    assert np.load(cache / "minilm.npy").shape[1] == 384
+
+    argv = ["--out", str(out), "--smoke", "--cache", str(cache), "--run-dir", str(run_dir), "--teachers", "minilm",
+            "--distill-pairs", "2000", "--random-pairs", "2000", "--no-export"]
+    report = sts.main(argv)
+
+    assert report["params"] <= 1_000_000
+    for stage in ("distill", "finetune"):
+        assert report[stage]["last_loss"] < report[stage]["first_loss"], report[stage]
+    labels = json.loads((run_dir / "distill_pairs.json").read_text())["labels"]
+    assert 0.0 <= min(labels) and max(labels) <= 1.0 and 0.2 < float(np.mean(labels)) < 0.8
+
+    model = load_model(out)
+    assert model.num_parameters() == report["params"]
+    scores = Scorer.load(out, "torch").score([("A man plays a guitar.", "A man is playing a guitar."),
+                                              ("A man plays a guitar.", "The stock market fell sharply.")])
+    assert scores.shape == (2,) and np.all((scores > 0) & (scores < 1))
+
+    # A stopped run resumes: rerunning finds the finished stages' checkpoints and redoes no steps.
+    again = sts.main(argv)
+    assert again["finetune"]["steps"] == report["finetune"]["steps"]
