@@ -127,7 +127,7 @@ def _set_config(key: str, value: object) -> Callable[[Path], None]:
         ("onnx", lambda d: (d / "tokenizer.json").unlink(), "tokenizer.json: missing tokenizer.json"),
         ("onnx", lambda d: (d / "model.int8.onnx").unlink(), None),  # fp32 does not need the int8 file
         ("torch", _set_tensor("classifier.weight", lambda w: w[:, :-1]), "'classifier.weight' has shape (1, 127)"),
-        ("torch", _set_tensor("cls.predictions.bias", lambda w: w), "unexpected tensor 'bert.cls.predictions.bias'"),
+        ("torch", _set_tensor("cls.predictions.bias", lambda w: w), "unexpected tensor 'cls.predictions.bias'"),
         ("onnx", _set_config("model_type", "roberta"), "unknown model_type 'roberta'"),
     ],
     ids=["no-safetensors", "no-tokenizer", "no-int8-is-fine", "wrong-shape", "unexpected-key", "unknown-model-type"],
