@@ -142,6 +142,7 @@ def train_stage(
                 log(f"[{stage.name}] wall-time budget {stage.max_seconds:.0f}s spent at step {step}/{total}")
                 break
     model.load_state_dict(torch.load(best_path, weights_only=True))
+    w = max(1, min(20, len(losses) // 4))  # mean loss of the first and last steps of this session
     return {"steps": step, "planned_steps": total, "best_dev_spearman": best, "seconds": round(time.time() - t0, 1),
-            "first_loss": float(np.mean(losses[:20])) if losses else float("nan"),
-            "last_loss": float(np.mean(losses[-20:])) if losses else float("nan")}
+            "first_loss": float(np.mean(losses[:w])) if losses else float("nan"),
+            "last_loss": float(np.mean(losses[-w:])) if losses else float("nan")}

@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> dict:
     tok = PairTokenizer.from_dir(tok_dir, TRAIN_MAX_LENGTH)
     stsb_train, stsb_dev = data.sts_b("train"), data.sts_b("dev")
     if args.smoke:
-        stsb_train, stsb_dev = stsb_train[:256], stsb_dev[:128]
+        stsb_train, stsb_dev = stsb_train[:512], stsb_dev[:128]
     dev_text, dev_y = gold(stsb_dev)
     dev = (encode(tok, dev_text), dev_y)
 
@@ -130,7 +130,7 @@ def main(argv: list[str] | None = None) -> dict:
         log(f"distill set: {len(text)} pairs, label mean {y.mean():.3f}, histogram "
             f"{np.histogram(y, bins=5, range=(0, 1))[0].tolist()} ({time.time() - t0:.0f}s)")
         stage = Stage("distill", args.distill_epochs, args.distill_lr, batch_size=32,
-                      eval_every=40 if args.smoke else 500, max_steps=40 if args.smoke else None,
+                      eval_every=60 if args.smoke else 500, max_steps=60 if args.smoke else None,
                       max_seconds=args.distill_minutes * 60 if args.distill_minutes else None)
         report["distill"] = train_stage(model, tok, (encode(tok, text), y), dev, stage, run_dir, args.seed, log)
         report["distill"]["pairs"] = len(text)
