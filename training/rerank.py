@@ -7,8 +7,10 @@ Signal (training splits only; checkpoint selection on WikiQA dev MAP):
   other articles: softmax cross-entropy on the gold labels + a small pointwise BCE so sigmoid(logit) stays
   a usable score; with --teacher minilm also KL to the MiniLM-cosine distribution (cached once; the shipped
   model was trained without it: labelling the 18.8k train sentences did not fit the shared 2-core budget).
+- Pooled lists: an answered question's positives among its BM25 top-100 over all train sentences (the
+  search pipeline's view), softmax cross-entropy + BCE.
 - Inverse cloze: a sentence of an article as the query, the article without it as the positive passage,
-  BM25-near passages of other articles as negatives (softmax cross-entropy).
+  BM25-near and random passages of other articles as negatives (softmax cross-entropy).
 Checkpoints to training/runs/rerank/<name>/last.pt every eval; a re-run with the same arguments resumes.
 """
 
@@ -31,7 +33,7 @@ from torch.nn import functional as F
 from app.modeling.bert_hash import BertHashForSequenceClassification
 from app.modeling.checkpoint import save_model
 from app.modeling.config import PRESETS, ModelConfig
-from app.modeling.tokenizer import PairTokenizer
+from app.modeling.tokenizer import PairTokenizer, Truncation
 from training.rerank_data import (
     CACHE_DIR,
     ROOT,
@@ -49,11 +51,15 @@ RUNS_DIR = ROOT / "training" / "runs" / "rerank"
 
 @dataclass
 class Hyper:
-    steps: int = 350
+    steps: int = 500
     lr: float = 1e-3
     warmup: int = 100
     weight_decay: float = 0.01
-    q_groups: int = 8  # WikiQA question lists per step
+    q_groups: int = 6  # WikiQA question lists per step (the question's article sentences + BM25 negatives)
+    # Lists as the search pipeline sees them: an answered question's positives among its BM25 top-30 over all
+    # train sentences (mostly other articles). Without them the model learns answer cues but not topic match.
+    pooled_groups: int = 4
+    pooled_size: int = 14
     ict_groups: int = 1  # inverse-cloze lists per step
     in_article: int = 10  # article sentences per question list (all positives always kept)
     bm25_negs: int = 4  # other-article BM25 negatives per question list
@@ -67,6 +73,9 @@ class Hyper:
     bce_weight: float = 0.1
     eval_every: int = 50
     seed: int = 0
+    # Layer-0 attention starts as token matching (W_q = W_k = W_v = I): each token attends to its
+    # look-alikes in both segments, the lexical-overlap signal a reranker needs first (see init_model).
+    match_init: bool = False
     teacher: str = "none"  # "minilm": add KL to the cached MiniLM cosine distribution (needs the teacher cache)
 
 
@@ -94,6 +103,12 @@ def init_model(hp: Hyper) -> BertHashForSequenceClassification:
         model.bert.embeddings.word_embeddings.embeddings.weight.copy_(
             torch.from_numpy(minilm_pca_codes(cfg.projections))
         )
+        if hp.match_init:
+            eye = torch.eye(cfg.hidden_size)
+            att = model.bert.encoder.layer[0].attention
+            for lin in (att.self.query, att.self.key, att.self.value):
+                lin.weight.copy_(eye)
+            att.output.dense.weight.copy_(0.5 * eye)
     return model
 
 
@@ -123,9 +138,11 @@ class ListSampler:
         # Sentence ids of each question's article, and BM25 negatives from other articles.
         self.cand_ids = [np.array([self.s_index[s] for s in q.sentences]) for q in questions]
         bm25 = BM25Index(s_texts)
-        hits, _ = bm25.search([q.text for q in questions], k=40)
+        hits, _ = bm25.search([q.text for q in questions], k=100)
+        self.bm25_hits = hits
+        self.answered = [i for i, q in enumerate(questions) if q.has_answer]
         self.bm25_negs = [
-            np.array([h for h in row if h not in set(c)]) for row, c in zip(hits, self.cand_ids, strict=True)
+            np.array([h for h in row[:40] if h not in set(c)]) for row, c in zip(hits, self.cand_ids, strict=True)
         ]
         # Articles for the inverse cloze: one per distinct candidate list with at least 3 sentences.
         seen: dict[tuple[int, ...], int] = {}
@@ -156,6 +173,17 @@ class ListSampler:
         teacher = self.s_emb[cands] @ self.q_emb[qi]  # (C,) cosine
         return q.text, [self.s_texts[c] for c in cands], np.asarray(gold, dtype=np.float32), teacher
 
+    def pooled_list(self) -> tuple[str, list[str], np.ndarray]:
+        hp, rng = self.hp, self.rng
+        qi = rng.choice(self.answered)
+        q = self.questions[qi]
+        pos = {int(self.cand_ids[qi][i]) for i, label in enumerate(q.labels) if label}
+        # The whole BM25 top-100, as the pipeline reranks it: its tail (weak lexical matches) must rank low too.
+        hits = [int(h) for h in self.bm25_hits[qi] if int(h) not in pos]
+        cands = sorted(pos) + rng.sample(hits, min(hp.pooled_size - len(pos), len(hits)))
+        gold = np.array([c in pos for c in cands], dtype=np.float32)
+        return q.text, [self.s_texts[c] for c in cands], gold
+
     def ict_list(self) -> tuple[str, list[str]]:
         """(query sentence, [positive passage, negative passages...])."""
         hp, rng = self.hp, self.rng
@@ -166,8 +194,14 @@ class ListSampler:
         passages = [_passage(self.s_texts, art, drop)]
         assert self.passage_index is not None
         hits, _ = self.passage_index.search([query], k=hp.ict_negs * 2 + 1)
-        negs = [int(h) for h in hits[0] if h != ai][: hp.ict_negs * 2]
-        for ni in rng.sample(negs, min(hp.ict_negs, len(negs))):
+        near = [int(h) for h in hits[0] if h != ai][: hp.ict_negs * 2]
+        # Half BM25-near passages, half random ones: with near ones only, word overlap stops being evidence.
+        negs = rng.sample(near, min(hp.ict_negs // 2, len(near)))
+        while len(negs) < min(hp.ict_negs, len(self.articles) - 1):
+            ni = rng.randrange(len(self.articles))
+            if ni != ai and ni not in negs:
+                negs.append(ni)
+        for ni in negs:
             other = self.articles[ni]
             passages.append(
                 _passage(self.s_texts, other, rng.randrange(len(other)))
@@ -179,8 +213,10 @@ def _passage(s_texts: list[str], article: list[int], drop: int) -> str:
     return " ".join(s_texts[i] for j, i in enumerate(article) if j != drop)
 
 
-def _to_tensors(tok: PairTokenizer, pairs: list[tuple[str, str]]) -> dict[str, torch.Tensor]:
-    batch = tok.pad(tok.encode_pairs(pairs, "only_second"))
+def _to_tensors(
+    tok: PairTokenizer, pairs: list[tuple[str, str]], truncation: Truncation = "only_second"
+) -> dict[str, torch.Tensor]:
+    batch = tok.pad(tok.encode_pairs(pairs, truncation))
     return {
         "input_ids": torch.from_numpy(batch.input_ids),
         "attention_mask": torch.from_numpy(batch.attention_mask),
@@ -223,12 +259,21 @@ def score_questions(
 
 
 def train(args: argparse.Namespace) -> dict:
-    hp = Hyper(steps=args.steps, seed=args.seed, teacher=args.teacher, eval_every=args.eval_every)
+    hp = Hyper(
+        steps=args.steps,
+        seed=args.seed,
+        teacher=args.teacher,
+        eval_every=args.eval_every,
+        q_groups=args.q_groups,
+        pooled_groups=args.pooled_groups,
+        match_init=args.match_init,
+    )
     if args.smoke:
         hp = Hyper(
             steps=args.steps or 6,
             seed=args.seed,
             q_groups=2,
+            pooled_groups=1,
             ict_groups=1,
             eval_every=3,
             warmup=2,
@@ -284,15 +329,23 @@ def train(args: argparse.Namespace) -> dict:
             for k, v in parts.items():
                 running[k] = running.get(k, 0.0) + float(v.detach())
             losses.append(sum(parts.values()))
+        for _ in range(hp.pooled_groups):
+            query, cands, gold = sampler.pooled_list()
+            logits = model(**_to_tensors(tok, [(query, c) for c in cands]))[:, 0]
+            gold_t = torch.from_numpy(gold)
+            parts = list_losses(logits, gold_t, None, hp)
+            parts["bce"] = hp.bce_weight * F.binary_cross_entropy_with_logits(logits, gold_t)
+            running["pooled"] = running.get("pooled", 0.0) + float(parts["ce"].detach())
+            losses.append(sum(parts.values()))
         for _ in range(hp.ict_groups):
             query, passages = sampler.ict_list()
-            logits = model(**_to_tensors(tok_ict, [(query, p) for p in passages]))[:, 0]
+            logits = model(**_to_tensors(tok_ict, [(query, p) for p in passages], "longest_first"))[:, 0]
             gold_t = torch.zeros(len(passages))
             gold_t[0] = 1.0
             ce = list_losses(logits, gold_t, None, hp)["ce"]
             running["ict"] = running.get("ict", 0.0) + float(ce.detach())
             losses.append(ce)
-        loss = torch.stack(losses).sum() / (hp.q_groups + hp.ict_groups)
+        loss = torch.stack(losses).sum() / len(losses)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -358,10 +411,16 @@ def snapshot(args: argparse.Namespace) -> dict:
     ck = torch.load(args.run_dir / "last.pt", weights_only=False)
     hp = Hyper(**ck["hyper"])
     model = BertHashForSequenceClassification(PRESETS["nano"].replace(max_length=hp.max_length))
-    model.load_state_dict(torch.load(args.run_dir / "best.pt"))
+    if args.checkpoint == "best":
+        model.load_state_dict(torch.load(args.run_dir / "best.pt"))
+    else:
+        model.load_state_dict(ck["model"])
     model.eval()
     save_model(model, args.out, tokenizer_dir=get_model_path())
     state = ck["state"]
+    if args.checkpoint == "last":
+        last = state["history"][-1]
+        state = {**state, "best_step": last["step"], "best_map": last["dev_map"], "best_mrr": last["dev_mrr"]}
     summary = {
         "hyper": ck["hyper"],
         "params": sum(p.numel() for p in model.parameters()),
@@ -371,6 +430,7 @@ def snapshot(args: argparse.Namespace) -> dict:
         "train_seconds": round(state["train_seconds"], 1),
         "history": state["history"],
         "snapshot_of_step": state["step"],
+        "checkpoint": args.checkpoint,
     }
     (args.out / "training.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary
@@ -390,10 +450,14 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=None)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--teacher", choices=["minilm", "none"], default=Hyper.teacher)
+    ap.add_argument("--q-groups", type=int, default=Hyper.q_groups)
+    ap.add_argument("--pooled-groups", type=int, default=Hyper.pooled_groups)
+    ap.add_argument("--match-init", action="store_true", help="layer-0 attention starts as token matching")
     ap.add_argument("--eval-every", type=int, default=Hyper.eval_every)
     ap.add_argument("--run-dir", type=Path, default=None, help="checkpoints; default training/runs/rerank/<out name>")
     ap.add_argument("--cache", type=Path, default=CACHE_DIR, help="teacher embedding cache")
     ap.add_argument("--snapshot", action="store_true", help="ship the run's best.pt so far (training may go on)")
+    ap.add_argument("--checkpoint", choices=["best", "last"], default="best", help="what --snapshot ships")
     ap.add_argument("--no-export", action="store_true", help="skip ONNX export and the evaluation")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")

@@ -58,15 +58,18 @@ def pipeline_metrics(runs: list[tuple[np.ndarray, np.ndarray]], relevant: list[s
     return {"ndcg@10": round(float(np.mean(nd)), 4), "mrr@10": round(float(np.mean(rr)), 4)}
 
 
-def evaluate(model_dir: Path, backends: tuple[str, ...] = ("onnx", "onnx-int8"), smoke: bool = False) -> dict:
+def evaluate(
+    model_dir: Path, backends: tuple[str, ...] = ("onnx", "onnx-int8"), smoke: bool = False, split: str = "test"
+) -> dict:
+    """split="dev" is for choosing between models: no teacher columns, and eval.json is not written."""
     from app.scorer import Scorer
 
     model_dir = Path(model_dir)
-    all_test = load_wikiqa_tsv("test")
-    answered = [q for q in all_test if q.has_answer]
+    all_qs = load_wikiqa_tsv(split)
     if smoke:
-        all_test, answered = all_test[:30], [q for q in all_test[:30] if q.has_answer]
-    corpus, qrels = pooled_corpus(all_test)
+        all_qs = all_qs[:30]
+    answered = [q for q in all_qs if q.has_answer]
+    corpus, qrels = pooled_corpus(all_qs)
     queries = [q for q in answered if q.qid in qrels]
 
     t0 = time.time()
@@ -76,7 +79,8 @@ def evaluate(model_dir: Path, backends: tuple[str, ...] = ("onnx", "onnx-int8"),
     recall = np.mean([len(set(d.tolist()) & r) / len(r) for d, r in zip(docs, relevant, strict=True)])
     result: dict = {
         "model": model_dir.name,
-        "wikiqa_test": {"questions": len(answered)},
+        "split": split,
+        "wikiqa": {"questions": len(answered)},
         "pooled_bm25_top100": {
             "corpus_sentences": len(corpus),
             "queries": len(queries),
@@ -84,49 +88,38 @@ def evaluate(model_dir: Path, backends: tuple[str, ...] = ("onnx", "onnx-int8"),
             "bm25": pipeline_metrics(list(zip(docs, bm25_scores, strict=True)), relevant),
         },
     }
-
-    # The MiniLM bi-encoder teacher, for reference: cosine on the given candidates and on the same top-100.
-    q_emb = minilm_embed([q.text for q in answered], "test-q" + ("-smoke" if smoke else ""), CACHE_DIR)
-    c_emb = minilm_embed(corpus, "test-corpus" + ("-smoke" if smoke else ""), CACHE_DIR)
-    qpos = {q.qid: i for i, q in enumerate(answered)}
-    sid_index = {sid: i for i, sid in enumerate(_sentence_ids(all_test))}
-    cos = [c_emb[[sid_index[s] for s in q.sentence_ids]] @ q_emb[qpos[q.qid]] for q in answered]
-    m, r = map_mrr(answered, cos)
-    result["wikiqa_test"]["minilm_cosine"] = {"map": round(m, 4), "mrr": round(r, 4)}
-    result["pooled_bm25_top100"]["minilm_rerank"] = pipeline_metrics(
-        [(d, c_emb[d] @ q_emb[qpos[q.qid]]) for d, q in zip(docs, queries, strict=True)], relevant
-    )
+    if split == "test":
+        # The MiniLM bi-encoder teacher, for reference: cosine on the given candidates and on the same top-100.
+        tag = "-smoke" if smoke else ""
+        q_emb = minilm_embed([q.text for q in answered], "test-q" + tag, CACHE_DIR)
+        c_emb = minilm_embed(corpus, "test-corpus" + tag, CACHE_DIR)
+        qpos = {q.qid: i for i, q in enumerate(answered)}
+        sid_index = {sid: i for i, sid in enumerate(_sentence_ids(all_qs))}
+        cos = [c_emb[[sid_index[s] for s in q.sentence_ids]] @ q_emb[qpos[q.qid]] for q in answered]
+        m, r = map_mrr(answered, cos)
+        result["wikiqa"]["minilm_cosine"] = {"map": round(m, 4), "mrr": round(r, 4)}
+        result["pooled_bm25_top100"]["minilm_rerank"] = pipeline_metrics(
+            [(d, c_emb[d] @ q_emb[qpos[q.qid]]) for d, q in zip(docs, queries, strict=True)], relevant
+        )
 
     for backend in backends:
         scorer = Scorer.load(model_dir, backend, threads=1)  # type: ignore[arg-type]
         t = time.time()
-        scores = _split(
-            scorer.score(
-                [(q.text, s) for q in answered for s in q.sentences], raw=True, truncation="only_second", batch_size=64
-            ),
-            [len(q.sentences) for q in answered],
-        )
-        m, r = map_mrr(answered, scores)
-        n_pairs = sum(len(q.sentences) for q in answered)
-        result["wikiqa_test"][backend] = {
-            "map": round(m, 4),
-            "mrr": round(r, 4),
-            "pairs_per_s": round(n_pairs / (time.time() - t)),
-        }
+        pairs = [(q.text, s) for q in answered for s in q.sentences]
+        flat = scorer.score(pairs, raw=True, truncation="only_second", batch_size=64)
+        m, r = map_mrr(answered, _split(flat, [len(q.sentences) for q in answered]))
+        pairs_per_s = round(len(pairs) / (time.time() - t))
+        result["wikiqa"][backend] = {"map": round(m, 4), "mrr": round(r, 4), "pairs_per_s": pairs_per_s}
         t = time.time()
-        flat = scorer.score(
-            [(q.text, corpus[i]) for d, q in zip(docs, queries, strict=True) for i in d],
-            raw=True,
-            truncation="only_second",
-            batch_size=64,
-        )
-        runs = list(zip(docs, _split(flat, [len(d) for d in docs]), strict=True))
-        metrics = pipeline_metrics(runs, relevant)
-        metrics["pairs_per_s"] = round(len(queries) * TOP_K / (time.time() - t))
+        pairs = [(q.text, corpus[i]) for d, q in zip(docs, queries, strict=True) for i in d]
+        flat = scorer.score(pairs, raw=True, truncation="only_second", batch_size=64)
+        metrics = pipeline_metrics(list(zip(docs, _split(flat, [len(d) for d in docs]), strict=True)), relevant)
+        metrics["pairs_per_s"] = round(len(pairs) / (time.time() - t))
         result["pooled_bm25_top100"][f"rerank_{backend}"] = metrics
-        log.info("%s: %s | %s", backend, result["wikiqa_test"][backend], metrics)
+        log.info("%s: %s | %s", backend, result["wikiqa"][backend], metrics)
     result["eval_seconds"] = round(time.time() - t0, 1)
-    (model_dir / "eval.json").write_text(json.dumps(result, indent=2) + "\n")
+    if split == "test":
+        (model_dir / "eval.json").write_text(json.dumps(result, indent=2) + "\n")
     return result
 
 
@@ -147,9 +140,10 @@ def main() -> None:
     ap.add_argument("--model", type=Path, required=True)
     ap.add_argument("--backends", nargs="+", default=["onnx", "onnx-int8"])
     ap.add_argument("--smoke", action="store_true")
+    ap.add_argument("--split", choices=["test", "dev"], default="test", help="dev: model selection, no eval.json")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    print(json.dumps(evaluate(args.model, tuple(args.backends), args.smoke), indent=2))
+    print(json.dumps(evaluate(args.model, tuple(args.backends), args.smoke, args.split), indent=2))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,85 @@
+"""Write <model>/MODEL_CARD.md from its training.json and eval.json (numbers are never typed by hand).
+
+python -m training.rerank_card --model models/rerank-hash-nano --notes notes.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def _row(name: str, m: dict) -> str:
+    return f"| {name} | {m['ndcg@10']:.4f} | {m['mrr@10']:.4f} |"
+
+
+def render(model_dir: Path, notes: str) -> str:
+    tr = json.loads((model_dir / "training.json").read_text())
+    ev = json.loads((model_dir / "eval.json").read_text())
+    hp, wq, pool = tr["hyper"], ev["wikiqa"], ev["pooled_bm25_top100"]
+    best = tr["best_step"]
+    lines = [
+        f"# {model_dir.name}",
+        "",
+        "A relevance reranker (cross-encoder) for query–passage pairs: BERT Hash nano (H128, 2 layers, 2 heads,",
+        f"FFN 512, 16-d hash codes lifted to 128), **{tr['params']:,} parameters**, max_length {hp['max_length']}",
+        "tokens per pair, sigmoid(logit) score. Same layout as sts-hash-nano; served by `/rank` by default.",
+        "",
+        "## Evaluation (WikiQA test; scored through `app.scorer.Scorer`, ONNX Runtime, 1 thread)",
+        "",
+        f"Answer selection: rerank each question's given candidates; MAP/MRR over the {wq['questions']} questions",
+        "with at least one correct answer.",
+        "",
+        "| model | MAP | MRR | pairs/s (1 thread, shared CPU) |",
+        "|---|---|---|---|",
+    ]
+    for key, name in (("onnx", "rerank-hash-nano fp32 (model.onnx)"), ("onnx-int8", "rerank-hash-nano int8")):
+        if key in wq:
+            lines.append(f"| {name} | {wq[key]['map']:.4f} | {wq[key]['mrr']:.4f} | {wq[key]['pairs_per_s']} |")
+    mc = wq["minilm_cosine"]
+    lines += [
+        f"| all-MiniLM-L6-v2 cosine (22M, reference) | {mc['map']:.4f} | {mc['mrr']:.4f} | |",
+        "",
+        f"Search pipeline: all {pool['corpus_sentences']:,} distinct WikiQA test sentences pooled into one corpus;",
+        f"each of the {pool['queries']} test questions with an answer is a query; BM25 (bm25s, English stopwords)",
+        f"top-100, then reranked (BM25 recall@100 = {pool['bm25_recall@100']:.4f}: the ceiling for any reranker).",
+        "",
+        "| ranking of BM25's top-100 | nDCG@10 | MRR@10 |",
+        "|---|---|---|",
+        _row("BM25 order", pool["bm25"]),
+    ]
+    for key, name in (("rerank_onnx", "rerank-hash-nano fp32"), ("rerank_onnx-int8", "rerank-hash-nano int8")):
+        if key in pool:
+            lines.append(_row(name, pool[key]))
+    lines += [
+        _row("all-MiniLM-L6-v2 cosine (reference)", pool["minilm_rerank"]),
+        "",
+        f"Selection: WikiQA dev MAP (checked every {hp['eval_every']} steps), best at step {best} of {hp['steps']}:",
+        f"dev MAP {tr['dev_map']:.4f}, MRR {tr['dev_mrr']:.4f}. Full numbers: eval.json, training.json.",
+        "",
+        notes.strip(),
+        "",
+        "## Hyper-parameters (training.json)",
+        "",
+        "| " + " | ".join(hp) + " |",
+        "|" + "---|" * len(hp),
+        "| " + " | ".join(str(v) for v in hp.values()) + " |",
+        "",
+        f"Wall time: training {tr['train_seconds'] / 60:.0f} min on 1 thread of a 2-core machine shared with other",
+        f"jobs; evaluation {ev['eval_seconds'] / 60:.1f} min.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", type=Path, required=True)
+    ap.add_argument("--notes", type=Path, required=True, help="markdown: data, licences, recipe, limits")
+    args = ap.parse_args()
+    (args.model / "MODEL_CARD.md").write_text(render(args.model, args.notes.read_text()), encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()
