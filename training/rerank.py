@@ -267,6 +267,8 @@ def train(args: argparse.Namespace) -> dict:
         q_groups=args.q_groups,
         pooled_groups=args.pooled_groups,
         match_init=args.match_init,
+        lr=args.lr,
+        warmup=args.warmup,
     )
     if args.smoke:
         hp = Hyper(
@@ -300,6 +302,10 @@ def train(args: argparse.Namespace) -> dict:
     run_dir: Path = args.run_dir
     run_dir.mkdir(parents=True, exist_ok=True)
     model = init_model(hp)
+    if args.init_from is not None:  # stage 2: continue from a trained model directory
+        from app.modeling.checkpoint import load_model
+
+        model.load_state_dict(load_model(args.init_from).state_dict())
     opt = torch.optim.AdamW(model.parameters(), lr=hp.lr, weight_decay=hp.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _lr_factor(s, hp))
     state = {"step": 0, "best_map": -1.0, "best_step": 0, "history": [], "train_seconds": 0.0}
@@ -452,6 +458,9 @@ def main() -> None:
     ap.add_argument("--teacher", choices=["minilm", "none"], default=Hyper.teacher)
     ap.add_argument("--q-groups", type=int, default=Hyper.q_groups)
     ap.add_argument("--pooled-groups", type=int, default=Hyper.pooled_groups)
+    ap.add_argument("--init-from", type=Path, default=None, help="start from this model directory")
+    ap.add_argument("--lr", type=float, default=Hyper.lr)
+    ap.add_argument("--warmup", type=int, default=Hyper.warmup)
     ap.add_argument("--match-init", action="store_true", help="layer-0 attention starts as token matching")
     ap.add_argument("--eval-every", type=int, default=Hyper.eval_every)
     ap.add_argument("--run-dir", type=Path, default=None, help="checkpoints; default training/runs/rerank/<out name>")
