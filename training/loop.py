@@ -69,7 +69,9 @@ def predict(model: BertHashForSequenceClassification, tok: PairTokenizer, encode
     return out
 
 
-def dev_spearman(model: BertHashForSequenceClassification, tok: PairTokenizer, dev: tuple[list[EncodedPair], np.ndarray]) -> float:
+def dev_spearman(
+    model: BertHashForSequenceClassification, tok: PairTokenizer, dev: tuple[list[EncodedPair], np.ndarray]
+) -> float:
     return float(spearmanr(predict(model, tok, dev[0]), dev[1]).statistic)
 
 
@@ -91,7 +93,9 @@ def train_stage(
         total = min(total, stage.max_steps)
     opt = torch.optim.AdamW(model.parameters(), lr=stage.lr, weight_decay=stage.weight_decay)
     warm = max(1, int(total * stage.warmup))
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min((s + 1) / warm, max(0.0, (total - s) / max(1, total - warm))))
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min((s + 1) / warm, max(0.0, (total - s) / max(1, total - warm)))
+    )
     ckpt, best_path = run_dir / f"{stage.name}.pt", run_dir / f"{stage.name}.best.pt"
     step, best, elapsed, losses = 0, -1.0, 0.0, []
     if ckpt.is_file():

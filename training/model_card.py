@@ -31,17 +31,22 @@ def fmt(x: float | None) -> str:
 
 
 def table(ev: dict, params: str) -> str:
-    head = "| model | params | STS-B test Pearson | STS-B test Spearman | STS-B dev Spearman | SICK-R test Spearman | WikiQA test MAP | WikiQA test MRR |\n"
+    head = (
+        "| model | params | STS-B test Pearson | STS-B test Spearman | STS-B dev Spearman "
+        "| SICK-R test Spearman | WikiQA test MAP | WikiQA test MRR |\n"
+    )
     head += "|---|---|---|---|---|---|---|---|\n"
     rows = []
     for name in ("fp32", "int8"):
         if name in ev:
             e = ev[name]
-            rows.append((f"**this model, {'ONNX fp32' if name == 'fp32' else 'ONNX int8'}**", params, e["stsb_test_pearson"],
+            label = f"**this model, {'ONNX fp32' if name == 'fp32' else 'ONNX int8'}**"
+            rows.append((label, params, e["stsb_test_pearson"],
                          e["stsb_test_spearman"], e["stsb_dev_spearman"], e["sick_test_spearman"],
                          e["wikiqa_test_map"], e["wikiqa_test_mrr"]))
     rows += PUBLISHED + TEACHERS
-    return head + "\n".join("| " + " | ".join(fmt(c) if i > 1 else str(c) for i, c in enumerate(r)) + " |" for r in rows)
+    lines = ("| " + " | ".join(fmt(c) if i > 1 else str(c) for i, c in enumerate(r)) + " |" for r in rows)
+    return head + "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> None:

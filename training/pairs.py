@@ -28,7 +28,7 @@ class Teacher:
     calib: IsotonicRegression
 
     @classmethod
-    def from_cache(cls, cache: Path, sentences: list[str], stsb_train: list[Pair], names: tuple[str, ...]) -> "Teacher":
+    def from_cache(cls, cache: Path, sentences: list[str], stsb_train: list[Pair], names: tuple[str, ...]) -> Teacher:
         index = {s: i for i, s in enumerate(sentences)}
         embs = [load_embeddings(cache, n) for n in names]
         ia = np.array([index[p.a] for p in stsb_train])

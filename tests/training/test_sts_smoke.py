@@ -28,7 +28,7 @@ def test_sts_recipe_smoke(tmp_path: Path, data_dir: Path) -> None:
     for stage in ("distill", "finetune"):
         assert report[stage]["last_loss"] < report[stage]["first_loss"], report[stage]
     labels = json.loads((run_dir / "distill_pairs.json").read_text())["labels"]
-    assert 0.0 <= min(labels) and max(labels) <= 1.0 and 0.2 < float(np.mean(labels)) < 0.8
+    assert min(labels) >= 0.0 and max(labels) <= 1.0 and 0.2 < float(np.mean(labels)) < 0.8
 
     model = load_model(out)
     assert model.num_parameters() == report["params"]
