@@ -91,6 +91,16 @@ def test_installed_server_scores_and_ranks(served: str) -> None:
     docs = ["The stock market fell.", "Cats sleep most of the day.", "Paris is in France."]
     rank = httpx.post(f"{served}/rank", json={"query": "how long do cats sleep", "documents": docs})
     assert rank.status_code == 200, rank.text
-    results = rank.json()["results"]
+    body = rank.json()
+    results = body["results"]
     assert sorted(r["index"] for r in results) == [0, 1, 2]
-    assert results[0]["index"] == 1
+    ranked = [r["relevance_score"] for r in results]
+    assert ranked == sorted(ranked, reverse=True)
+    # /rank is /score on (query, document) pairs with the query kept whole, then sorted: one scoring path.
+    same_pairs = {
+        "pairs": [["how long do cats sleep", d] for d in docs],
+        "model": body["model"],
+        "truncation": "only_second",
+    }
+    scores = httpx.post(f"{served}/score", json=same_pairs).json()["scores"]
+    assert {r["index"]: r["relevance_score"] for r in results} == pytest.approx(dict(enumerate(scores)), abs=1e-6)
