@@ -23,7 +23,7 @@ from app.api.errors import ApiError, register_error_renderer
 from app.api.responses import JSONBody
 from app.chunking import DEFAULT_MAX_CHUNKS
 from app.errors import InvalidInput
-from app.reranker import Scores
+from app.reranker import Reranker, Scores
 from app.schemas_compat import DEFAULT_MAX_TOKENS_PER_DOC, CohereDocument, CohereV1Request, CohereV2Request
 
 router = APIRouter(tags=["compat: Cohere, Jina"])
@@ -81,6 +81,24 @@ def _meta(version: str, scores: Scores) -> dict[str, Any]:
     }
 
 
+async def _rank_chunked(
+    request: Request, reranker: Reranker, body: CohereV1Request | CohereV2Request, texts: list[str], model: str
+) -> Scores:
+    """Both Cohere versions rank through the core with chunking on, as Cohere does."""
+    return await cancel_on_disconnect(
+        request,
+        reranker.rank(
+            body.query,
+            texts,
+            model=model,
+            top_n=body.top_n,
+            max_chunks=body.max_chunks_per_doc or DEFAULT_MAX_CHUNKS,
+            aggregation=body.chunk_aggregation,
+            timeout_ms=body.timeout_ms,
+        ),
+    )
+
+
 @router.post("/v1/rerank")
 async def rerank_v1(body: CohereV1Request, request: Request, reranker: RerankerDep) -> Response:
     """Cohere v1 and Jina rerank: results best first with index and relevance_score in [0, 1], the
@@ -89,18 +107,7 @@ async def rerank_v1(body: CohereV1Request, request: Request, reranker: RerankerD
     texts = body.texts()
     served = reranker.resolve(body.model, "rank")
     label_model(request, served.name)
-    scores = await cancel_on_disconnect(
-        request,
-        reranker.rank(
-            body.query,
-            texts,
-            model=served.name,
-            top_n=body.top_n,
-            max_chunks=body.max_chunks_per_doc or DEFAULT_MAX_CHUNKS,
-            aggregation=body.chunk_aggregation,
-            timeout_ms=body.timeout_ms,
-        ),
-    )
+    scores = await _rank_chunked(request, reranker, body, texts, served.name)
     return_documents = body.return_documents is not False
     return JSONBody(
         {
@@ -121,18 +128,7 @@ async def rerank_v2(body: CohereV2Request, request: Request, reranker: RerankerD
     label_model(request, served.name)
     max_tokens = body.max_tokens_per_doc or DEFAULT_MAX_TOKENS_PER_DOC
     texts = await asyncio.to_thread(served.chunker.truncate_documents, body.texts(), max_tokens)
-    scores = await cancel_on_disconnect(
-        request,
-        reranker.rank(
-            body.query,
-            texts,
-            model=served.name,
-            top_n=body.top_n,
-            max_chunks=body.max_chunks_per_doc or DEFAULT_MAX_CHUNKS,
-            aggregation=body.chunk_aggregation,
-            timeout_ms=body.timeout_ms,
-        ),
-    )
+    scores = await _rank_chunked(request, reranker, body, texts, served.name)
     return JSONBody(
         {
             "id": _request_id(request),
