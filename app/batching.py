@@ -36,6 +36,7 @@ from typing import Any
 
 from app.errors import DeadlineExceeded, NotReady, Overloaded, RerankError, RuntimeFailure
 from app.metrics import ModelMetrics
+from app.runtime.memory import release_free_memory
 
 log = logging.getLogger(__name__)
 
@@ -212,10 +213,15 @@ class DynamicBatcher:
     # ---- the batching loop ----
 
     async def _loop(self) -> None:
+        ran_since_trim = False
         while True:
             if not self._live:
                 if self._closing:
                     return
+                if ran_since_trim:  # idle: hand the batches' freed activations back to the OS
+                    ran_since_trim = False
+                    await asyncio.get_running_loop().run_in_executor(self._executor, release_free_memory)
+                    continue  # requests may have arrived, or stop() been called, meanwhile
                 self._arrived.clear()
                 await self._arrived.wait()
                 # Idle until now: give concurrent requests max_wait to join this batch.
@@ -227,6 +233,7 @@ class DynamicBatcher:
             batch = self._take_batch()
             if batch:
                 await self._execute(batch)
+                ran_since_trim = True
 
     def _take_batch(self) -> list[_Item]:
         now = time.monotonic()

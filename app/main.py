@@ -19,7 +19,7 @@ from app.api.responses import JSONBody
 from app.api.routes import compat_cohere, compat_tei, ops, rank, score
 from app.metrics import Metrics, mark_process_dead
 from app.reranker import Reranker
-from app.settings import Settings
+from app.settings import Settings, usable_cpus
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +27,9 @@ log = logging.getLogger(__name__)
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings if settings is not None else Settings()
     metrics = Metrics()
+    if usable_cpus() // settings.workers <= 1:
+        # One core per worker: the tokenizer's Rayon pool would only add a thread hand-off per request.
+        os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

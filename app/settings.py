@@ -132,7 +132,7 @@ class Settings(BaseSettings):
         return {name: _resolve(path, root) for name, path in self.models.items()}
 
     def resolved_threads(self) -> int:
-        return self.threads or max(1, min(4, (os.cpu_count() or 1) // self.workers))
+        return self.threads or max(1, min(4, usable_cpus() // self.workers))
 
     def default_models(self, names: list[str]) -> tuple[str, str]:
         """(score default, rank default) among the served model names."""
@@ -151,3 +151,12 @@ def _resolve(path: Path, root: Path) -> Path:
             return candidate.resolve()
     # Not there: name the path the user most likely meant in the load error.
     return (root.parent if path.parts[0] == root.name else root) / path
+
+
+def usable_cpus() -> int:
+    """CPUs this process may run on (taskset, cpusets), not the machine's count: a worker pinned to one
+    core with two ORT threads would time-slice them."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1

@@ -1,4 +1,7 @@
-"""Annotated dependencies: handlers reach app.state only through these."""
+"""Annotated dependencies: handlers reach app.state only through these.
+
+They are `async def` on purpose: FastAPI runs a plain `def` dependency in its thread pool, a thread
+hand-off per request that cost more than scoring a one-pair request."""
 
 from __future__ import annotations
 
@@ -12,19 +15,19 @@ from app.reranker import Reranker
 from app.settings import Settings
 
 
-def get_reranker(request: Request) -> Reranker:
+async def get_reranker(request: Request) -> Reranker:
     reranker: Reranker | None = request.app.state.reranker
     if reranker is None:
         raise NotReady("the models are still loading; retry shortly")
     return reranker
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
-def get_metrics(request: Request) -> Metrics:
+async def get_metrics(request: Request) -> Metrics:
     metrics: Metrics = request.app.state.metrics
     return metrics
 

@@ -74,8 +74,10 @@ class PairTokenizer:
         """Encode pairs; with truncate=False a pair over max_length raises InvalidInput."""
         if not pairs:
             return []
+        tokenizer = self._by_strategy[truncation]
         try:
-            encodings = self._by_strategy[truncation].encode_batch(list(pairs))
+            # One pair: encode() on this thread; encode_batch would hand it to the Rayon pool and back.
+            encodings = [tokenizer.encode(*pairs[0])] if len(pairs) == 1 else tokenizer.encode_batch(list(pairs))
         except Exception as exc:  # only_second cannot fit a first text longer than max_length
             raise InvalidInput(
                 f"a first text (query) is longer than max_length={self.max_length} tokens on its own; "
