@@ -42,7 +42,7 @@ bench: $(VENV)/.dev-installed
 	$(BIN)/python -m loadtest.bench
 
 train-sts: $(VENV)/.dev-installed
-	$(BIN)/python -m training.sts --out models/sts-hash-nano
+	$(BIN)/python -m training.sts_recipe --out models/sts-hash-nano
 
 train-rerank: $(VENV)/.dev-installed
 	$(BIN)/python -m training.rerank --out models/rerank-hash-nano

@@ -39,3 +39,20 @@ def test_sts_recipe_smoke(tmp_path: Path, data_dir: Path) -> None:
     # A stopped run resumes: rerunning finds the finished stages' checkpoints and redoes no steps.
     again = sts.main(argv)
     assert again["finetune"]["steps"] == report["finetune"]["steps"]
+
+
+@pytest.mark.slow
+def test_sts_recipe_command_chains_rounds_and_resumes(tmp_path: Path, data_dir: Path) -> None:
+    """`python -m training.sts_recipe` (make train-sts): round 2 starts from round 1's model; a re-run skips both."""
+    from training import sts_recipe
+
+    argv = ["--out", str(tmp_path / "model"), "--work", str(tmp_path / "work"), "--cache", str(tmp_path / "cache"),
+            "--rounds", "2", "--smoke"]
+    sts_recipe.main(argv)
+    second = json.loads((tmp_path / "work" / "round-2" / "run" / "report.json").read_text())
+    assert second["init"] == f"from {tmp_path / 'work' / 'round-1' / 'model'}"
+    assert (tmp_path / "model" / "model.onnx").is_file() and (tmp_path / "model" / "model.int8.onnx").is_file()
+    first_weights = (tmp_path / "model" / "model.safetensors").read_bytes()
+
+    sts_recipe.main(argv)  # both rounds are done: nothing retrains, the same weights are shipped again
+    assert (tmp_path / "model" / "model.safetensors").read_bytes() == first_weights
