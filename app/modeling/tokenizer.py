@@ -52,6 +52,10 @@ class PairTokenizer:
             tok.no_padding()
             tok.enable_truncation(max_length, strategy=strategy)
             self._by_strategy[strategy] = tok
+        self._pieces = Tokenizer.from_str(tokenizer.to_str())  # single texts, no specials, no truncation
+        self._pieces.no_padding()
+        self._pieces.no_truncation()
+        self._frame = _bert_frame(self._pieces)
 
     @classmethod
     def from_dir(cls, model_dir: Path, max_length: int) -> PairTokenizer:
@@ -74,6 +78,9 @@ class PairTokenizer:
         """Encode pairs; with truncate=False a pair over max_length raises InvalidInput."""
         if not pairs:
             return []
+        first = pairs[0][0]
+        if self._frame is not None and len(pairs) > 1 and all(a is first or a == first for a, _ in pairs):
+            return self._encode_shared_first(first, [b for _, b in pairs], truncation, truncate)
         tokenizer = self._by_strategy[truncation]
         try:
             # One pair: encode() on this thread; encode_batch would hand it to the Rayon pool and back.
@@ -94,6 +101,34 @@ class PairTokenizer:
                     )
         return out
 
+    def _encode_shared_first(
+        self, first: str, seconds: list[str], truncation: Truncation, truncate: bool
+    ) -> list[EncodedPair]:
+        """encode_pairs for one query and many documents: the query is tokenized once, not once per pair,
+        and the pairs are assembled here with the tokenizer's own truncation rule (tests check they match)."""
+        assert self._frame is not None
+        cls_id, sep_id = self._frame
+        query = self._pieces.encode(first, add_special_tokens=False).ids
+        budget = self.max_length - 3
+        out = []
+        for i, doc in enumerate(self._pieces.encode_batch(seconds, add_special_tokens=False)):
+            ids = doc.ids
+            n1, n2 = _truncated_lengths(len(query), len(ids), budget, truncation)
+            cut = n1 < len(query) or n2 < len(ids)
+            if cut and not truncate:
+                raise InvalidInput(
+                    f"pair {i} is longer than max_length={self.max_length} tokens and truncate is false",
+                    param="truncate",
+                )
+            row = np.empty(n1 + n2 + 3, dtype=np.int64)
+            row[0], row[n1 + 1], row[-1] = cls_id, sep_id, sep_id
+            row[1 : n1 + 1] = query[:n1]
+            row[n1 + 2 : -1] = ids[:n2]
+            types = np.zeros(len(row), dtype=np.int64)
+            types[n1 + 2 :] = 1
+            out.append(EncodedPair(row, types, cut))
+        return out
+
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
         """Token counts of single texts without special tokens or truncation (for chunking and limits)."""
         tok = self._by_strategy["longest_first"]
@@ -110,6 +145,42 @@ class PairTokenizer:
             token_type_ids[row, :n] = pair.token_type_ids
             attention_mask[row, :n] = 1
         return Batch(input_ids, attention_mask, token_type_ids)
+
+
+def _truncated_lengths(n1: int, n2: int, budget: int, truncation: Truncation) -> tuple[int, int]:
+    """Kept lengths of the first and second text, as Hugging Face tokenizers truncate a pair to `budget`
+    tokens (max_length minus the 3 special tokens)."""
+    if n1 + n2 <= budget:
+        return n1, n2
+    if truncation == "only_second":
+        if n2 <= n1 + n2 - budget:  # the query alone leaves no room for the document
+            raise InvalidInput(
+                f"a first text (query) is longer than max_length={budget + 3} tokens on its own; "
+                "shorten it or use truncation 'longest_first'",
+                param="truncation",
+            )
+        return n1, budget - n1
+    short, long_ = min(n1, n2), max(n1, n2)
+    keep_short, keep_long = short, (long_ if short > budget else max(short, budget - short))
+    if keep_short + keep_long > budget:
+        keep_short = budget // 2
+        keep_long = keep_short + budget % 2
+    return (keep_short, keep_long) if n1 <= n2 else (keep_long, keep_short)
+
+
+def _bert_frame(pieces: Tokenizer) -> tuple[int, int] | None:
+    """([CLS] id, [SEP] id) if this tokenizer frames a pair as BERT does, `[CLS] a [SEP] b [SEP]` with token
+    types 0 then 1; None (no shortcut) for any other template, e.g. RoBERTa's."""
+    cls_id, sep_id = pieces.token_to_id("[CLS]"), pieces.token_to_id("[SEP]")
+    if cls_id is None or sep_id is None:
+        return None
+    a, b = "hashrank probe", "a second text"
+    whole = pieces.encode(a, b)  # no truncation: the whole template
+    ids_a = pieces.encode(a, add_special_tokens=False).ids
+    ids_b = pieces.encode(b, add_special_tokens=False).ids
+    expected = [cls_id, *ids_a, sep_id, *ids_b, sep_id]
+    types = [0] * (len(ids_a) + 2) + [1] * (len(ids_b) + 1)
+    return (cls_id, sep_id) if whole.ids == expected and whole.type_ids == types else None
 
 
 def _to_pair(encoding: Encoding) -> EncodedPair:

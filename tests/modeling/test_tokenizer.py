@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import random
+from pathlib import Path
+
 import numpy as np
 import pytest
 from tokenizers import Tokenizer
 
 from app.errors import InvalidInput
-from app.modeling.tokenizer import PairTokenizer
+from app.evaluation import read_sts_b
+from app.modeling.tokenizer import PairTokenizer, Truncation
 from tests.modeling.builders import TOKENIZER_DIR
 
 CLS, SEP, PAD = 101, 102, 0  # bert-base-uncased ids
@@ -78,3 +82,53 @@ def test_pad_right_pads_with_a_mask() -> None:
     assert batch.input_ids.shape == batch.attention_mask.shape == batch.token_type_ids.shape == (2, 7)
     assert batch.attention_mask.tolist() == [[1] * 7, [1] * 5 + [0] * 2]
     assert batch.input_ids[1, 5:].tolist() == [PAD, PAD] and batch.token_type_ids[1, 5:].tolist() == [0, 0]
+
+
+def _one_by_one(tok: PairTokenizer, pairs: list[tuple[str, str]], truncation: Truncation) -> list:
+    return [tok.encode_pairs([p], truncation)[0] for p in pairs]  # one pair: Hugging Face's own encode()
+
+
+@pytest.mark.parametrize("max_length", [8, 13, 24, 64, 512])
+@pytest.mark.parametrize("truncation", ["longest_first", "only_second"])
+def test_shared_query_shortcut_matches_the_tokenizer(data_dir: Path, max_length: int, truncation: Truncation) -> None:
+    """Many documents for one query are assembled by hand (query tokenized once): same ids, types and
+    truncated flags as Hugging Face's pair encoding, across every truncation case."""
+    tok = PairTokenizer.from_dir(TOKENIZER_DIR, max_length)
+    assert tok._frame is not None, "the BERT template was not recognised: the shortcut would never run"
+    pairs_b, _ = read_sts_b(data_dir, "train")
+    sentences = [a for a, _ in pairs_b[:400]]
+    rng = random.Random(max_length)
+    for _ in range(12):
+        query = " ".join(rng.sample(sentences, rng.choice([1, 1, 2, 6])))
+        docs = [" ".join(rng.sample(sentences, rng.choice([1, 2, 5]))) for _ in range(8)] + ["", "x"]
+        pairs = [(query, d) for d in docs]
+        try:
+            expected = _one_by_one(tok, pairs, truncation)
+        except InvalidInput:
+            with pytest.raises(InvalidInput, match="longer than max_length"):
+                tok.encode_pairs(pairs, truncation)
+            continue
+        got = tok.encode_pairs(pairs, truncation)
+        for e, g in zip(expected, got, strict=True):
+            assert g.input_ids.tolist() == e.input_ids.tolist()
+            assert g.token_type_ids.tolist() == e.token_type_ids.tolist()
+            assert g.truncated == e.truncated
+
+
+def test_shared_query_shortcut_honours_truncate_false() -> None:
+    tok = PairTokenizer.from_dir(TOKENIZER_DIR, 12)
+    assert len(tok.encode_pairs([("q", "short"), ("q", "also short")], truncate=False)) == 2
+    with pytest.raises(InvalidInput, match="pair 1 is longer"):
+        tok.encode_pairs([("q", "short"), ("q", "a much longer document than twelve tokens can hold")], truncate=False)
+
+
+def test_other_pair_templates_skip_the_shortcut(raw: Tokenizer) -> None:
+    """A tokenizer that frames pairs differently (RoBERTa-style here) keeps Hugging Face's own encoding."""
+    from tokenizers.processors import RobertaProcessing
+
+    other = Tokenizer.from_str(raw.to_str())
+    other.post_processor = RobertaProcessing(("[SEP]", SEP), ("[CLS]", CLS))
+    tok = PairTokenizer(other, 64)
+    assert tok._frame is None
+    pairs = [("a query", "first doc"), ("a query", "second doc")]
+    assert [p.input_ids.tolist() for p in tok.encode_pairs(pairs)] == [other.encode(*p).ids for p in pairs]
