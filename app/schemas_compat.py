@@ -155,8 +155,8 @@ DEFAULT_MAX_TOKENS_PER_DOC = 4096
 Documents = list[Annotated[CohereDocument, BeforeValidator(_document)]]
 
 
-class CohereV1Request(BaseModel):
-    """Cohere v1 rerank; Jina's rerank request is a subset of it (same path, same fields)."""
+class _CohereRerankBase(BaseModel):
+    """Fields Cohere v1 and v2 share, with hashrank's chunking and deadline extensions."""
 
     model_config = ConfigDict(
         extra="ignore",
@@ -169,14 +169,19 @@ class CohereV1Request(BaseModel):
     documents: Documents
     model: str | None = None
     top_n: int | None = Field(None, ge=1, description="Default: every document.")
-    rank_fields: list[str] | None = Field(None, description="Object fields that form the text, in order.")
-    # None: documents come back (Jina's default); Cohere v1 clients that want none send false.
-    return_documents: bool | None = None
     max_chunks_per_doc: int | None = Field(
-        DEFAULT_MAX_CHUNKS, ge=1, description=f"Windows scored per long document (null: {DEFAULT_MAX_CHUNKS})."
+        DEFAULT_MAX_CHUNKS, ge=1, description=f"hashrank: windows per long document (null: {DEFAULT_MAX_CHUNKS})."
     )
     chunk_aggregation: ChunkAggregation = "max"
     timeout_ms: TimeoutMs = None
+
+
+class CohereV1Request(_CohereRerankBase):
+    """Cohere v1 rerank; Jina's rerank request is a subset of it (same path, same fields)."""
+
+    rank_fields: list[str] | None = Field(None, description="Object fields that form the text, in order.")
+    # None: documents come back (Jina's default); Cohere v1 clients that want none send false.
+    return_documents: bool | None = None
 
     def texts(self) -> list[str]:
         out = []
@@ -191,18 +196,7 @@ class CohereV1Request(BaseModel):
         return out
 
 
-class CohereV2Request(BaseModel):
-    model_config = ConfigDict(
-        extra="ignore",
-        json_schema_extra={
-            "examples": [{"model": "rerank-hash-nano", "query": "capital of the US", "documents": ["DC", "Paris"]}]
-        },
-    )
-
-    query: Text
-    documents: Documents
-    model: str | None = None
-    top_n: int | None = Field(None, ge=1, description="Default: every document.")
+class CohereV2Request(_CohereRerankBase):
     # SDK wrappers pass their own None through as null (LangChain's CohereRerank does): null is the default.
     max_tokens_per_doc: int | None = Field(
         None, ge=1, description=f"Each document is cut to this many tokens first (null: {DEFAULT_MAX_TOKENS_PER_DOC})."
@@ -210,11 +204,6 @@ class CohereV2Request(BaseModel):
     # Accepted for compatibility; requests are served in arrival order.
     priority: int | None = None
     return_documents: bool | None = Field(None, description="Sent by SDKs before July 2025; still honoured.")
-    max_chunks_per_doc: int | None = Field(
-        DEFAULT_MAX_CHUNKS, ge=1, description=f"hashrank: windows per long document (null: {DEFAULT_MAX_CHUNKS})."
-    )
-    chunk_aggregation: ChunkAggregation = "max"
-    timeout_ms: TimeoutMs = None
 
     def texts(self) -> list[str]:
         out = []
