@@ -44,8 +44,10 @@ bench: $(VENV)/.dev-installed
 train-sts: $(VENV)/.dev-installed
 	$(BIN)/python -m training.sts_recipe --out models/sts-hash-nano
 
+# The reranker starts from round 4 of the STS recipe (reused if train-sts already ran it).
 train-rerank: $(VENV)/.dev-installed
-	$(BIN)/python -m training.rerank --out models/rerank-hash-nano
+	$(BIN)/python -m training.sts_recipe --rounds 4 --out training/runs/sts-round-4
+	$(BIN)/python -m training.rerank --out models/rerank-hash-nano --init-from training/runs/sts-round-4
 
 eval: $(VENV)/.dev-installed
 	$(BIN)/hashrank eval --model models/sts-hash-nano

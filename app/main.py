@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI
 
 from app.api.errors import install_error_handlers
-from app.api.middleware import BodyLimit, RequestMetrics
+from app.api.middleware import ApiKey, BodyLimit, RequestMetrics
 from app.api.responses import JSONBody
 from app.api.routes import compat_cohere, compat_tei, ops, rank, score
 from app.metrics import Metrics, mark_process_dead
@@ -64,6 +64,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for dialect in (compat_tei, compat_cohere):  # TEI, Cohere and Jina routes, each with its error body
         dialect.install(app)
     app.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes)
+    if settings.api_key is not None and settings.api_key.get_secret_value():
+        app.add_middleware(ApiKey, key=settings.api_key.get_secret_value())  # before the body is read
     app.add_middleware(RequestMetrics, metrics=metrics)  # outermost: sees the 413s too
     return app
 

@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, NonNegativeFloat, PositiveInt, field_validator, model_validator
+from pydantic import Field, NonNegativeFloat, PositiveInt, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 Backend = Literal["onnx", "onnx-int8", "torch"]
@@ -71,6 +71,9 @@ class Settings(BaseSettings):
     max_timeout_ms: PositiveInt = 600_000
     # Run a few batch shapes through each model before reporting ready.
     warmup: bool = True
+    # When set, every route but /health/* and /metrics needs `Authorization: Bearer <key>` (what the Cohere,
+    # Jina and TEI clients send); anything else gets 401. Empty: no authentication.
+    api_key: SecretStr | None = None
 
     host: str = "0.0.0.0"
     port: Annotated[int, Field(ge=0, le=65535)] = 8080

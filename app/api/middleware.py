@@ -1,8 +1,9 @@
-"""ASGI middleware: the request body limit and the HTTP metrics. Pure ASGI (no BaseHTTPMiddleware), so
-streaming and disconnects pass through untouched."""
+"""ASGI middleware: the API key, the request body limit and the HTTP metrics. Pure ASGI (no
+BaseHTTPMiddleware), so streaming and disconnects pass through untouched."""
 
 from __future__ import annotations
 
+import hmac
 import time
 from typing import Any
 
@@ -10,6 +11,36 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.api.errors import ApiError, respond, route_path
 from app.metrics import Metrics
+
+# Probes and scrapers do not carry the key: orchestrators and Prometheus reach these without it.
+OPEN_PATHS = ("/health", "/metrics")
+
+
+class ApiKey:
+    """401 unless the request carries `Authorization: Bearer <key>` (the scheme is case-insensitive)."""
+
+    def __init__(self, app: ASGIApp, key: str) -> None:
+        self.app = app
+        self.expected = f"bearer {key}".encode()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or route_path(scope).startswith(OPEN_PATHS) or self._authorised(scope):
+            await self.app(scope, receive, send)
+            return
+        error = ApiError(
+            401,
+            "unauthorized",
+            "missing or wrong API key: send the header `Authorization: Bearer <key>`",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+        await respond(scope["app"], route_path(scope), error)(scope, receive, send)
+
+    def _authorised(self, scope: Scope) -> bool:
+        for name, value in scope["headers"]:
+            if name == b"authorization":
+                scheme, _, token = value.partition(b" ")
+                return hmac.compare_digest(scheme.lower() + b" " + token.strip(), self.expected)
+        return False
 
 
 class BodyLimit:

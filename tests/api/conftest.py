@@ -28,6 +28,7 @@ ERROR_TYPES = {
     "not_found",
     "method_not_allowed",
     "invalid_request",
+    "unauthorized",
 }
 
 
