@@ -30,6 +30,8 @@ ROUNDS: list[tuple[str, list[str]]] = [
                 "--distill-max-steps", "2277"]),
     ("minilm,e5", ["--distill-pairs", "400000", "--neighbours", "8", "--random-pairs", "200000",
                    "--distill-lr", "5e-4", "--distill-max-steps", "12000"]),
+    ("minilm,e5", ["--distill-pairs", "400000", "--neighbours", "8", "--random-pairs", "200000",
+                   "--distill-lr", "5e-4", "--distill-max-steps", "12000"]),
 ]
 
 
