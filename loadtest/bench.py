@@ -1,7 +1,7 @@
 """`make bench`: hashrank against the in-process ONNX Runtime ceiling and the naive server, in one run.
 
 Order of a run (one core each for server and client where the target says "one core"):
-1. ceiling: `loadtest.ceiling` pinned to core 0 (1-thread session, length-sorted batches of 32).
+1. ceiling: `loadtest.ceiling` pinned to core 0 (1-thread session, length-sorted batches of 32, shuffled order).
 2. hashrank, 1 worker, 1 intra-op thread, pinned to core 0; the load generator pinned to core 1;
    every workload at concurrency 1/8/32.
 3. the naive server (`loadtest.naive_server`), pinned the same way, the same cells.

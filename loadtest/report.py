@@ -307,7 +307,8 @@ def render(result: dict, stem: str) -> str:
         f"client (`loadtest.loadgen`, raw HTTP/1.1 keep-alive) pinned to cpu {cfg['client_cpus']}; each cell "
         f"{cfg['warmup']} s warm-up + {cfg['seconds']} s measured. 2 workers run on cpus {cfg['all_cpus']} and "
         "share them with the client. The ceiling is `loadtest.ceiling`: a 1-thread ORT session on the same file "
-        "and the same pairs, length-sorted batches of 32, tokenization outside the timed loop unless marked.",
+        "and the same pairs, length-sorted batches of 32 run in a fixed shuffled order (so the timed window sees the "
+        "whole length mix), tokenization outside the timed loop unless marked.",
         "",
         "## Targets (issue 8)",
         "",

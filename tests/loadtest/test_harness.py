@@ -11,8 +11,9 @@ from pathlib import Path
 import orjson
 import pytest
 
+from app.modeling.tokenizer import PairTokenizer
 from loadtest import report
-from loadtest.ceiling import parse_variant
+from loadtest.ceiling import batch_rows, parse_variant
 from loadtest.loadgen import Connection, check_body, parse_metrics, percentile, run_cell, summarize
 from loadtest.workloads import MIX_WEIGHTS, Request, Workload, build_workloads, load_sts_pairs, load_wikiqa
 
@@ -20,6 +21,21 @@ from loadtest.workloads import MIX_WEIGHTS, Request, Workload, build_workloads, 
 @pytest.fixture(scope="module")
 def workloads(data_dir: Path) -> dict[str, Workload]:
     return build_workloads(data_dir, n=40)
+
+
+def test_ceiling_batches_are_homogeneous_but_come_in_mixed_order(workloads: dict[str, Workload]) -> None:
+    """Each ceiling batch is cut from the length order, but a time window over the first batches must see the
+    workload's whole length mix: run in length order, a short window measured only the shortest pairs."""
+    tokenizer = PairTokenizer.from_dir(Path(__file__).resolve().parents[2] / "models" / "rerank-hash-nano", 256)
+    encoded = tokenizer.encode_pairs(workloads["rank100"].all_pairs())
+    rows = batch_rows(encoded, sort=True)
+    assert sorted(i for r in rows for i in r) == list(range(len(encoded)))
+    lengths = [[len(encoded[i]) for i in r] for r in rows]
+    spans = sorted((min(b), max(b)) for b in lengths)  # cut from the length order: the spans do not overlap
+    assert all(hi <= next_lo for (_, hi), (next_lo, _) in zip(spans, spans[1:], strict=False))
+    mean = lambda batches: sum(map(sum, batches)) / sum(map(len, batches))  # noqa: E731
+    assert abs(mean(lengths[: len(lengths) // 4]) - mean(lengths)) < 0.2 * mean(lengths)
+    assert lengths != sorted(lengths, key=max)
 
 
 def test_data_loaders_read_every_row(data_dir: Path) -> None:
