@@ -7,7 +7,9 @@ request per round, and the small one is never stuck behind the big one (start-ti
 the request as the flow). To form a batch the batcher pops the `window` lowest tags, keeps the lowest as the anchor (it
 always runs: no starvation) and adds the pool items closest in length to it while
 `pairs <= max_batch_pairs`, `pairs x longest <= max_batch_tokens` (TEI's padded budget, Infinity's
-length sorting) and padding stays under `max_padding_ratio`. The rest goes back. On a CPU a forward pass
+length sorting), `pairs x longest x max(longest, 128) <= max_batch_tokens x 128` (attention scores grow with
+the square of the length: 8 pairs of 512 tokens would hold ~90 MB of them, 2 pairs ~20 MB, at the same cost
+per token) and padding stays under `max_padding_ratio`. The rest goes back. On a CPU a forward pass
 costs about the same per padded token at any batch size, so padding is pure waste there, while one more
 pass costs little: a mixed queue is better run as a few length-homogeneous batches than one padded one.
 
@@ -37,6 +39,9 @@ from typing import Any
 from app.errors import DeadlineExceeded, NotReady, Overloaded, RerankError, RuntimeFailure
 from app.metrics import ModelMetrics
 from app.runtime.memory import release_free_memory
+
+# Up to this length a batch is limited by its padded tokens alone; longer ones also by their attention size.
+_SHORT = 128
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +94,7 @@ class DynamicBatcher:
         self._metrics = metrics
         self.max_batch_pairs = max_batch_pairs
         self.max_batch_tokens = max_batch_tokens
+        self._attention_budget = max_batch_tokens * _SHORT
         self.max_wait_s = max_wait_ms / 1000
         self.max_queue_pairs = max_queue_pairs
         self.max_padding_ratio = max_padding_ratio
@@ -266,7 +272,10 @@ class DynamicBatcher:
                 length = by_length[lo - 1 if step < 0 else hi + 1].item.length
                 width = max(longest, length)
                 padded = (hi - lo + 2) * width
-                if padded <= self.max_batch_tokens and real + length >= (1 - self.max_padding_ratio) * padded:
+                # padded x max(width, 128) <= max_batch_tokens x 128: the token budget up to 128 tokens,
+                # the attention budget beyond
+                within_budget = padded * max(width, _SHORT) <= self._attention_budget
+                if within_budget and real + length >= (1 - self.max_padding_ratio) * padded:
                     lo, hi = (lo - 1, hi) if step < 0 else (lo, hi + 1)
                     longest, real = width, real + length
                     break

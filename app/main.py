@@ -19,6 +19,7 @@ from app.api.responses import JSONBody
 from app.api.routes import compat_cohere, compat_tei, ops, rank, score
 from app.metrics import Metrics, mark_process_dead
 from app.reranker import Reranker
+from app.runtime.memory import use_one_malloc_arena
 from app.settings import Settings, usable_cpus
 
 log = logging.getLogger(__name__)
@@ -27,6 +28,7 @@ log = logging.getLogger(__name__)
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings if settings is not None else Settings()
     metrics = Metrics()
+    use_one_malloc_arena()  # before the tokenizer and inference threads exist
     if usable_cpus() // settings.workers <= 1:
         # One core per worker: the tokenizer's Rayon pool would only add a thread hand-off per request.
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

@@ -94,6 +94,27 @@ async def test_padded_token_budget_bounds_every_batch() -> None:
         assert len(batch) * max(lengths[i] for i in batch) <= 400
 
 
+async def test_long_pairs_batch_under_an_attention_budget_too() -> None:
+    """Beyond 128 tokens a batch is also bounded by pairs x longest^2 (attention memory): 512-token pairs run
+    two at a time under the default 4096-token budget, not eight."""
+    runtime = FakeRuntime()
+    batcher, _ = make(runtime, max_batch_pairs=32, max_batch_tokens=4096)
+    blocker = await hold(runtime, batcher)
+    lengths = [512] * 8 + [256] * 8 + [64] * 40
+    task = asyncio.create_task(batcher.run(list(range(len(lengths))), lengths, later(10)))
+    await asyncio.sleep(0.01)
+    runtime.gate.set()
+    assert await task == [2 * i for i in range(len(lengths))]
+    await blocker
+    await batcher.stop()
+    sizes = {}
+    for batch in runtime.batches[1:]:
+        longest = max(lengths[i] for i in batch)
+        assert len(batch) * longest * max(longest, 128) <= 4096 * 128
+        sizes[longest] = max(sizes.get(longest, 0), len(batch))
+    assert sizes == {512: 2, 256: 8, 64: 32}
+
+
 async def test_length_sorting_keeps_padding_low() -> None:
     runtime = FakeRuntime()
     batcher, metrics = make(runtime, max_batch_pairs=4, max_batch_tokens=10_000)
