@@ -47,7 +47,8 @@ train-sts: $(VENV)/.dev-installed
 # The reranker starts from round 4 of the STS recipe (reused if train-sts already ran it).
 train-rerank: $(VENV)/.dev-installed
 	$(BIN)/python -m training.sts_recipe --rounds 4 --out training/runs/sts-round-4
-	$(BIN)/python -m training.rerank --out models/rerank-hash-nano --init-from training/runs/sts-round-4
+	$(BIN)/python -m training.rerank --out models/rerank-hash-nano --init-from training/runs/sts-round-4 \
+		--teacher minilm+e5 --steps 2400
 
 eval: $(VENV)/.dev-installed
 	$(BIN)/hashrank eval --model models/sts-hash-nano
