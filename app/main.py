@@ -11,7 +11,7 @@ import logging
 import os
 from collections.abc import AsyncIterator
 
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
 
 from app.api.errors import install_error_handlers
 from app.api.middleware import ApiKey, BodyLimit, RequestMetrics
@@ -65,11 +65,23 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(module.router)
     for dialect in (compat_tei, compat_cohere):  # TEI, Cohere and Jina routes, each with its error body
         dialect.install(app)
+    routers = [module.router for module in (score, rank, ops, compat_tei, compat_cohere)]
     app.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes)
     if settings.api_key is not None and settings.api_key.get_secret_value():
         app.add_middleware(ApiKey, key=settings.api_key.get_secret_value())  # before the body is read
-    app.add_middleware(RequestMetrics, metrics=metrics)  # outermost: sees the 413s too
+    # Outermost: sees the 413s and 401s too.
+    app.add_middleware(RequestMetrics, metrics=metrics, route_paths=_route_paths(app, routers))
     return app
+
+
+def _route_paths(app: FastAPI, routers: list[APIRouter]) -> frozenset[str]:
+    """The app's route paths (its own and those of the routers it includes: FastAPI does not list included
+    routes on the app) for the metrics' route label; a path parameter would need template matching."""
+    routes = [*app.routes, *(route for router in routers for route in router.routes)]
+    paths = frozenset(str(route.path) for route in routes if hasattr(route, "path"))
+    templated = sorted(p for p in paths if "{" in p)
+    assert not templated, f"route metrics label static paths only: {templated}"
+    return paths
 
 
 async def _warm_up(reranker: Reranker) -> None:

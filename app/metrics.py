@@ -58,7 +58,8 @@ class Metrics:
         )
         self.in_flight = Gauge(
             f"{PREFIX}_requests_in_flight",
-            "Requests being handled now.",
+            "Requests being handled now, by route.",
+            ["route"],
             multiprocess_mode="livesum",
             registry=r,
         )

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hmac
 import time
-from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -99,19 +98,25 @@ def _content_length(scope: Scope) -> int | None:
 
 
 class RequestMetrics:
-    """Requests by route, status and model; latency; in-flight. The route is the matched path template
-    ("other" for unknown paths, so scanners cannot grow the label set); the model is what the handler
-    resolved (request.state.model). In-flight has no route label: the route is only known once matched."""
+    """Requests by route, status and model; latency; in-flight by route. The route label is the request's
+    path when it is one of the app's route paths (all static), else "other", so scanners cannot grow the
+    label set; the model is what the handler resolved (request.state.model)."""
 
-    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+    def __init__(self, app: ASGIApp, metrics: Metrics, route_paths: frozenset[str]) -> None:
         self.app = app
         self.metrics = metrics
+        self.route_paths = route_paths
+
+    def route_label(self, scope: Scope) -> str:
+        path = route_path(scope)
+        return path if path in self.route_paths else "other"
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        in_flight = self.metrics.in_flight
+        label = self.route_label(scope)
+        in_flight = self.metrics.in_flight.labels(label)
         status = 500  # if the app raises before responding, ServerErrorMiddleware sends a 500
         started = time.perf_counter()
 
@@ -126,8 +131,6 @@ class RequestMetrics:
             await self.app(scope, receive, send_status)
         finally:
             in_flight.dec()
-            route: Any = scope.get("route")
-            label = getattr(route, "path", None) or "other"
             model = str(scope.get("state", {}).get("model", ""))
             self.metrics.requests.labels(label, str(status), model).inc()
             self.metrics.request_seconds.labels(label, model).observe(time.perf_counter() - started)

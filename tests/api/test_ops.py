@@ -61,6 +61,15 @@ async def test_metrics_exposition(client: httpx.AsyncClient) -> None:
     assert 0 < real <= padded
 
 
+async def test_in_flight_is_labelled_by_route(client: httpx.AsyncClient) -> None:
+    assert (await client.get("/no/such/path")).status_code == 404
+    text = (await client.get("/metrics")).text
+    # The scrape itself is the request in flight while the exposition renders.
+    assert metric(text, "hashrank_requests_in_flight", route="/metrics") == 1
+    assert metric(text, "hashrank_requests_in_flight", route="/score") == 0
+    assert 'route="/no/such/path"' not in text and metric(text, "hashrank_requests_total", route="other") >= 1
+
+
 async def test_openapi_documents_both_routes(client: httpx.AsyncClient) -> None:
     spec = (await client.get("/openapi.json")).json()
     assert {"/score", "/rank", "/health/ready", "/info", "/models", "/metrics"} <= set(spec["paths"])
