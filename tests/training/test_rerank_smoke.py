@@ -38,7 +38,8 @@ def test_listwise_loss_prefers_the_gold_order() -> None:
 
 def _run(out: Path, run_dir: Path, cache: Path, steps: int) -> None:
     cmd = [sys.executable, "-m", "training.rerank", "--out", str(out), "--smoke", "--steps", str(steps), "--no-export"]
-    cmd += ["--teacher", "minilm", "--pooled-teacher", "--ema-decay", "0.9", "--dropout", "0"]  # the shipped recipe's paths
+    # The shipped recipe's paths: teacher KL on question and pooled lists, weight averaging, no dropout.
+    cmd += ["--teacher", "minilm", "--pooled-teacher", "--ema-decay", "0.9", "--dropout", "0"]
     cmd += ["--run-dir", str(run_dir), "--cache", str(cache)]
     subprocess.run(cmd, cwd=ROOT, check=True, timeout=300, env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"})
 
