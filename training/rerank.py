@@ -77,6 +77,7 @@ class Hyper:
     ict_max_length: int = 96
     teacher_temp: float = 0.05  # MiniLM cosine / T -> teacher softmax
     kl_weight: float = 1.0
+    ce_weight: float = 1.0  # softmax cross-entropy on the gold labels of question and pooled lists
     bce_weight: float = 0.1
     eval_every: int = 100
     seed: int = 0
@@ -272,7 +273,7 @@ def list_losses(
     out: dict[str, torch.Tensor] = {}
     logp = logits.log_softmax(-1)
     if gold.sum() > 0:
-        out["ce"] = -(gold / gold.sum() * logp).sum()
+        out["ce"] = -hp.ce_weight * (gold / gold.sum() * logp).sum()
     if teacher is not None:
         t = (teacher / hp.teacher_temp).softmax(-1)
         out["kl"] = hp.kl_weight * (t * (t.clamp_min(1e-12).log() - logp)).sum()
@@ -335,6 +336,8 @@ def train(args: argparse.Namespace) -> dict:
         ema_decay=args.ema_decay,
         dropout=args.dropout,
         e5_weight=args.e5_weight,
+        kl_weight=args.kl_weight,
+        ce_weight=args.ce_weight,
     )
     if args.smoke:
         hp = Hyper(
@@ -422,9 +425,7 @@ def train(args: argparse.Namespace) -> dict:
         for _ in range(hp.ict_groups):
             query, passages = sampler.ict_list()
             logits = model(**_to_tensors(tok_ict, [(query, p) for p in passages], "longest_first"))[:, 0]
-            gold_t = torch.zeros(len(passages))
-            gold_t[0] = 1.0
-            ce = list_losses(logits, gold_t, None, hp)["ce"]
+            ce = -logits.log_softmax(-1)[0]  # the held-out passage is first
             running["ict"] = running.get("ict", 0.0) + float(ce.detach())
             losses.append(ce)
         loss = torch.stack(losses).sum() / len(losses)
@@ -545,6 +546,8 @@ def main() -> None:
     ap.add_argument("--match-init", action="store_true", help="layer-0 attention starts as token matching")
     ap.add_argument("--pooled-teacher", action="store_true", help="KL to the teacher on pooled lists, all questions")
     ap.add_argument("--e5-weight", type=float, default=Hyper.e5_weight, help="e5's share of the teacher mix")
+    ap.add_argument("--kl-weight", type=float, default=Hyper.kl_weight, help="weight of the KL to the teacher")
+    ap.add_argument("--ce-weight", type=float, default=Hyper.ce_weight, help="weight of the gold cross-entropy")
     ap.add_argument("--dropout", type=float, default=Hyper.dropout, help="dropout while training")
     ap.add_argument("--ema-decay", type=float, default=Hyper.ema_decay, help="ship a moving average of the weights")
     ap.add_argument("--eval-every", type=int, default=Hyper.eval_every)
