@@ -34,6 +34,10 @@ class Stage:
     eval_every: int = 500  # steps between dev evaluations (and checkpoints)
     max_steps: int | None = None  # caps the stage (smoke runs)
     max_seconds: float | None = None  # wall-time budget: stop early (after an evaluation) once it is spent
+    # Stop (after an evaluation) at this step while the learning-rate schedule still plans the full stage:
+    # replays a run whose wall-time budget bound there, independently of the machine's speed. max_steps,
+    # by contrast, shortens the schedule itself.
+    stop_at: int | None = None
 
 
 def encode(tok: PairTokenizer, pairs: list[tuple[str, str]]) -> list[EncodedPair]:
@@ -106,8 +110,9 @@ def train_stage(
         step, best, elapsed = state["step"], state["best"], state["elapsed"]
         torch.set_rng_state(state["torch_rng"])
         log(f"[{stage.name}] resumed at step {step}/{total} (best dev {best:.4f})")
+    end = total if stage.stop_at is None else min(total, stage.stop_at)
     out_of_time = stage.max_seconds is not None and elapsed >= stage.max_seconds
-    if step >= total or out_of_time:
+    if step >= end or out_of_time:
         model.load_state_dict(torch.load(best_path, weights_only=True))
         return {"steps": step, "planned_steps": total, "best_dev_spearman": best, "seconds": elapsed}
 
@@ -115,7 +120,7 @@ def train_stage(
     plan = batches(encoded, stage.batch_size, random.Random(seed * 1000 + epoch_of(step)))
     model.train()
     t0 = time.time() - elapsed
-    while step < total:
+    while step < end:
         e, k = epoch_of(step), step % steps_per_epoch
         if k == 0 and step > 0:
             plan = batches(encoded, stage.batch_size, random.Random(seed * 1000 + e))
@@ -129,7 +134,7 @@ def train_stage(
         sched.step()
         losses.append(float(loss.detach()))
         step += 1
-        if step % stage.eval_every == 0 or step == total or (
+        if step % stage.eval_every == 0 or step == end or (
             stage.max_seconds is not None and time.time() - t0 >= stage.max_seconds
         ):
             score = dev_spearman(model, tok, dev)

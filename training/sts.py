@@ -49,7 +49,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--distill-epochs", type=float, default=1.0)
     ap.add_argument("--distill-minutes", type=float, default=None, help="wall-time cap of distillation")
     ap.add_argument("--distill-max-steps", type=int, default=None,
-                    help="step cap of distillation (a machine-independent stand-in for --distill-minutes)")
+                    help="step cap of distillation: the learning-rate schedule ends there")
+    ap.add_argument("--distill-stop-at", type=int, default=None,
+                    help="stop distillation at this step of its full schedule (replays a --distill-minutes cap)")
     ap.add_argument("--gold-minutes", type=float, default=0.0,
                     help="wall-time cap of a first stage on every training set's own labels (0 skips it)")
     ap.add_argument("--wait-minutes", type=float, default=0.0,
@@ -133,7 +135,8 @@ def main(argv: list[str] | None = None) -> dict:
             f"{np.histogram(y, bins=5, range=(0, 1))[0].tolist()} ({time.time() - t0:.0f}s)")
         stage = Stage("distill", args.distill_epochs, args.distill_lr, batch_size=32,
                       eval_every=60 if args.smoke else 500, max_steps=60 if args.smoke else args.distill_max_steps,
-                      max_seconds=args.distill_minutes * 60 if args.distill_minutes else None)
+                      max_seconds=args.distill_minutes * 60 if args.distill_minutes else None,
+                      stop_at=None if args.smoke else args.distill_stop_at)
         report["distill"] = train_stage(model, tok, (encode(tok, text), y), dev, stage, run_dir, args.seed, log)
         report["distill"]["pairs"] = len(text)
 

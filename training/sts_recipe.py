@@ -27,7 +27,7 @@ ROUNDS: list[tuple[str, list[str]]] = [
     ("minilm", ["--distill-pairs", "130000", "--neighbours", "8", "--random-pairs", "120000", "--distill-lr", "5e-4"]),
     ("minilm", ["--distill-pairs", "130000", "--neighbours", "8", "--random-pairs", "120000", "--distill-lr", "5e-4"]),
     ("minilm", ["--distill-pairs", "80000", "--neighbours", "8", "--random-pairs", "120000", "--distill-lr", "5e-4",
-                "--distill-max-steps", "2277"]),
+                "--distill-stop-at", "2277"]),
     ("minilm,e5", ["--distill-pairs", "400000", "--neighbours", "8", "--random-pairs", "200000",
                    "--distill-lr", "5e-4", "--distill-max-steps", "12000"]),
     ("minilm,e5", ["--distill-pairs", "400000", "--neighbours", "8", "--random-pairs", "200000",
