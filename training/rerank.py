@@ -94,6 +94,11 @@ class Hyper:
     # Weight of e5 in the minilm+e5 mix (MiniLM gets the rest). On WikiQA train MAP: MiniLM 0.712, e5 0.741,
     # mix 0.5 0.736, 0.7 0.742; on test e5 alone is best (0.774 vs MiniLM 0.722).
     e5_weight: float = 0.5
+    # Lists whose query is a sentence of the STS recipe's teacher pool (STS-B, SICK, SNLI, MRPC, Twitter
+    # train sentences; both teachers' query-side embeddings are already cached there) and whose candidates
+    # are its BM25 top-30 among the WikiQA train sentences: KL to the teachers only. WikiQA has 2,118 train
+    # questions; these add ~20k more queries of other shapes and topics.
+    sentence_query_groups: int = 0
     # Dropout while training (the config's 0.1 otherwise): a 1M-parameter model underfits this task (train
     # MAP stays near dev MAP), so regularising it further costs more than it saves.
     dropout: float = 0.1
@@ -138,7 +143,7 @@ def init_model(hp: Hyper) -> BertHashForSequenceClassification:
 class ListSampler:
     """Builds the per-step lists (query, candidates, gold, teacher) from WikiQA train, deterministic per seed."""
 
-    def __init__(self, questions: list[Question], hp: Hyper, cache_dir: Path) -> None:
+    def __init__(self, questions: list[Question], hp: Hyper, cache_dir: Path, pool_cache: Path | None = None) -> None:
         self.hp = hp
         self.questions = questions
         q_texts = sorted({q.text for q in questions})
@@ -179,7 +184,25 @@ class ListSampler:
         self.articles = [list(k) for k in seen]
         passages = [" ".join(s_texts[i] for i in a) for a in self.articles]
         self.passage_index = BM25Index(passages) if len(passages) > 8 else None
+        self.sentence_queries: list[str] = []
+        if hp.sentence_query_groups and self.teachers:
+            from training import teachers as sts_teachers
+
+            self._load_sentence_queries(bm25, pool_cache or sts_teachers.CACHE_DIR)
         self.rng = random.Random(hp.seed)
+
+    def _load_sentence_queries(self, bm25: BM25Index, pool_cache: Path) -> None:
+        """Pool sentences (not WikiQA text) of 4-30 words as queries, with their teachers' query embeddings
+        (pool_cache = the STS recipe's teacher cache, training/cache)."""
+        pool = json.loads((pool_cache / "pool.json").read_text())["sentences"]
+        caches = {"minilm": "minilm.npy", "e5": "e5.npy"}  # e5 rows carry the "query: " prefix
+        names = ["minilm", "e5"][: len(self.teachers)]
+        embs = [np.load(pool_cache / caches[n], mmap_mode="r") for n in names]
+        wikiqa = set(self.s_index) | {q.text for q in self.questions}
+        rows = [i for i, t in enumerate(pool) if t not in wikiqa and 4 <= len(t.split()) <= 30]
+        self.sentence_queries = [pool[i] for i in rows]
+        self.sentence_query_emb = [np.asarray(e[rows], dtype=np.float32) for e in embs]
+        self.sentence_query_hits, _ = bm25.search(self.sentence_queries, k=30)
 
     def question_list(self) -> tuple[str, list[str], np.ndarray, np.ndarray]:
         hp, rng = self.hp, self.rng
@@ -200,14 +223,27 @@ class ListSampler:
         teacher = self.teacher_scores(qi, cands)
         return q.text, [self.s_texts[c] for c in cands], np.asarray(gold, dtype=np.float32), teacher
 
+    def sentence_query_list(self) -> tuple[str, list[str], np.ndarray]:
+        """(pool sentence, 14 of its BM25 top-30 WikiQA train sentences, teacher scores)."""
+        rng = self.rng
+        i = rng.randrange(len(self.sentence_queries))
+        hits = [int(h) for h in self.sentence_query_hits[i]]
+        cands = rng.sample(hits, min(self.hp.pooled_size, len(hits)))
+        q_vecs = [e[i] for e in self.sentence_query_emb]
+        teacher = self._mix([se[cands] @ q for q, (_, se) in zip(q_vecs, self.teachers, strict=True)])
+        return self.sentence_queries[i], [self.s_texts[c] for c in cands], teacher
+
     def teacher_scores(self, qi: int, cands: list[int]) -> np.ndarray:
         """(C,) MiniLM cosines; with two teachers, the e5_weight-weighted mean of their z-scored cosines put
         back on MiniLM's scale (mean and std), so teacher_temp keeps its meaning (e5's cosines sit in a much
         narrower band)."""
         if not self.teachers:
             return np.zeros(len(cands), dtype=np.float32)
-        pairs = zip(self.teachers, self.teacher_stats, strict=True)
-        z = [((se[cands] @ qe[qi]) - m) / sd for (qe, se), (m, sd) in pairs]
+        return self._mix([se[cands] @ qe[qi] for qe, se in self.teachers])
+
+    def _mix(self, cosines: list[np.ndarray]) -> np.ndarray:
+        """One cosine array per teacher -> the weighted mean of their z-scores on MiniLM's scale."""
+        z = [(c - m) / sd for c, (m, sd) in zip(cosines, self.teacher_stats, strict=True)]
         weights = [1.0] if len(z) == 1 else [1 - self.hp.e5_weight, self.hp.e5_weight]
         m0, sd0 = self.teacher_stats[0]
         return (np.average(z, axis=0, weights=weights) * sd0 + m0).astype(np.float32)
@@ -275,8 +311,7 @@ def list_losses(
     if gold.sum() > 0:
         out["ce"] = -hp.ce_weight * (gold / gold.sum() * logp).sum()
     if teacher is not None:
-        t = (teacher / hp.teacher_temp).softmax(-1)
-        out["kl"] = hp.kl_weight * (t * (t.clamp_min(1e-12).log() - logp)).sum()
+        out["kl"] = teacher_kl(logits, teacher, hp)
         out["bce"] = hp.bce_weight * F.binary_cross_entropy_with_logits(logits, gold)
     return out
 
@@ -300,6 +335,12 @@ class WeightAverage:
         averaged = copy.deepcopy(like)
         averaged.load_state_dict(self.shadow)
         return averaged
+
+
+def teacher_kl(logits: torch.Tensor, teacher: torch.Tensor, hp: Hyper) -> torch.Tensor:
+    """KL(softmax(teacher / T) || softmax(logits)) over one list, weighted."""
+    t = (teacher / hp.teacher_temp).softmax(-1)
+    return hp.kl_weight * (t * (t.clamp_min(1e-12).log() - logits.log_softmax(-1))).sum()
 
 
 # ---- evaluation on dev (torch, in process; the shipped-model evaluation is training/rerank_eval.py) ----
@@ -338,6 +379,7 @@ def train(args: argparse.Namespace) -> dict:
         e5_weight=args.e5_weight,
         kl_weight=args.kl_weight,
         ce_weight=args.ce_weight,
+        sentence_query_groups=args.sentence_query_groups,
     )
     if args.smoke:
         hp = Hyper(
@@ -352,6 +394,7 @@ def train(args: argparse.Namespace) -> dict:
             pooled_teacher=args.pooled_teacher,
             ema_decay=args.ema_decay,
             dropout=args.dropout,
+            sentence_query_groups=min(args.sentence_query_groups, 1),
         )
     torch.set_num_threads(1)
     torch.manual_seed(hp.seed)
@@ -368,7 +411,7 @@ def train(args: argparse.Namespace) -> dict:
     if args.smoke:
         questions, dev = questions[:40], dev[:8]
     t_prep = time.time()
-    sampler = ListSampler(questions, hp, args.cache)
+    sampler = ListSampler(questions, hp, args.cache, args.pool_cache)
     prep_seconds = time.time() - t_prep
 
     run_dir: Path = args.run_dir
@@ -422,6 +465,12 @@ def train(args: argparse.Namespace) -> dict:
             for k, v in parts.items():
                 running[f"pooled_{k}"] = running.get(f"pooled_{k}", 0.0) + float(v.detach())
             losses.append(sum(parts.values()))
+        for _ in range(hp.sentence_query_groups if sampler.sentence_queries else 0):
+            query, cands, teacher = sampler.sentence_query_list()
+            logits = model(**_to_tensors(tok, [(query, c) for c in cands]))[:, 0]
+            kl = teacher_kl(logits, torch.from_numpy(teacher), hp)
+            running["sq_kl"] = running.get("sq_kl", 0.0) + float(kl.detach())
+            losses.append(kl)
         for _ in range(hp.ict_groups):
             query, passages = sampler.ict_list()
             logits = model(**_to_tensors(tok_ict, [(query, p) for p in passages], "longest_first"))[:, 0]
@@ -548,11 +597,15 @@ def main() -> None:
     ap.add_argument("--e5-weight", type=float, default=Hyper.e5_weight, help="e5's share of the teacher mix")
     ap.add_argument("--kl-weight", type=float, default=Hyper.kl_weight, help="weight of the KL to the teacher")
     ap.add_argument("--ce-weight", type=float, default=Hyper.ce_weight, help="weight of the gold cross-entropy")
+    ap.add_argument("--sentence-query-groups", type=int, default=Hyper.sentence_query_groups,
+                    help="lists per step with an STS-pool sentence as the query (teacher KL only)")
     ap.add_argument("--dropout", type=float, default=Hyper.dropout, help="dropout while training")
     ap.add_argument("--ema-decay", type=float, default=Hyper.ema_decay, help="ship a moving average of the weights")
     ap.add_argument("--eval-every", type=int, default=Hyper.eval_every)
     ap.add_argument("--run-dir", type=Path, default=None, help="checkpoints; default training/runs/rerank/<out name>")
     ap.add_argument("--cache", type=Path, default=CACHE_DIR, help="teacher embedding cache")
+    ap.add_argument("--pool-cache", type=Path, default=None,
+                    help="the STS recipe's teacher cache (pool.json, minilm.npy, e5.npy); default training/cache")
     ap.add_argument("--snapshot", action="store_true", help="ship the run's best.pt so far (training may go on)")
     ap.add_argument("--checkpoint", choices=["best", "last"], default="best", help="what --snapshot ships")
     ap.add_argument("--no-export", action="store_true", help="skip ONNX export and the evaluation")
