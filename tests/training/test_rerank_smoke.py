@@ -38,8 +38,9 @@ def test_listwise_loss_prefers_the_gold_order() -> None:
 
 def _run(out: Path, run_dir: Path, cache: Path, steps: int) -> None:
     cmd = [sys.executable, "-m", "training.rerank", "--out", str(out), "--smoke", "--steps", str(steps), "--no-export"]
-    # The shipped recipe's paths: teacher KL on question and pooled lists, weight averaging, no dropout.
+    # The shipped recipe's paths: teacher KL on question, pooled and sentence-query lists, weight averaging.
     cmd += ["--teacher", "minilm", "--pooled-teacher", "--ema-decay", "0.9", "--dropout", "0"]
+    cmd += ["--sentence-query-groups", "1", "--pool-cache", str(cache / "pool")]
     cmd += ["--run-dir", str(run_dir), "--cache", str(cache)]
     subprocess.run(cmd, cwd=ROOT, check=True, timeout=300, env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"})
 
@@ -47,11 +48,15 @@ def _run(out: Path, run_dir: Path, cache: Path, steps: int) -> None:
 @pytest.mark.slow
 def test_smoke_train_resume_and_reload(tmp_path: Path) -> None:
     out, run_dir, cache = tmp_path / "model", tmp_path / "run", tmp_path / "cache"
+    from training import teachers
+
+    teachers.main(["--smoke", "--cache", str(cache / "pool"), "--teachers", "minilm"])  # the STS pool's cache
     _run(out, run_dir, cache, steps=3)
     _run(out, run_dir, cache, steps=6)  # resumes from last.pt at step 3
 
     summary = json.loads((out / "training.json").read_text())
     assert [h["step"] for h in summary["history"]] == [3, 6]  # one run of 3 steps, then the resumed 3
+    assert {"kl", "pooled_kl", "sq_kl", "ict"} <= set(summary["history"][-1]["loss"])  # every list type trained
     assert summary["params"] <= 1_000_000
     assert 0.0 <= summary["dev_map"] <= 1.0
     for name in ("config.json", "model.safetensors", "tokenizer.json", "vocab.txt"):
