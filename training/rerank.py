@@ -580,7 +580,7 @@ def _lr_factor(step: int, hp: Hyper) -> float:
     return 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--smoke", action="store_true", help="40 questions, a few steps: checks the pipeline")
@@ -609,7 +609,7 @@ def main() -> None:
     ap.add_argument("--snapshot", action="store_true", help="ship the run's best.pt so far (training may go on)")
     ap.add_argument("--checkpoint", choices=["best", "last"], default="best", help="what --snapshot ships")
     ap.add_argument("--no-export", action="store_true", help="skip ONNX export and the evaluation")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     if args.steps is None and not args.smoke:
