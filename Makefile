@@ -44,11 +44,13 @@ bench: $(VENV)/.dev-installed
 train-sts: $(VENV)/.dev-installed
 	$(BIN)/python -m training.sts_recipe --out models/sts-hash-nano
 
-# The reranker starts from round 4 of the STS recipe (reused if train-sts already ran it).
+# The reranker fine-tunes the shipped sts-hash-nano (which train-sts reproduces bit for bit) and needs the STS
+# teacher cache that train-sts writes (training/cache); see models/rerank-hash-nano/MODEL_CARD.md.
 train-rerank: $(VENV)/.dev-installed
-	$(BIN)/python -m training.sts_recipe --rounds 4 --out training/runs/sts-round-4
-	$(BIN)/python -m training.rerank --out models/rerank-hash-nano --init-from training/runs/sts-round-4 \
-		--teacher minilm+e5 --steps 2400
+	$(BIN)/python -m training.teachers --teachers minilm,e5
+	$(BIN)/python -m training.rerank --out models/rerank-hash-nano --init-from models/sts-hash-nano \
+		--teacher minilm+e5 --e5-weight 1.0 --ce-weight 0.3 --pooled-teacher --sentence-query-groups 3 \
+		--ema-decay 0.998 --dropout 0 --seed 5 --steps 2400
 
 eval: $(VENV)/.dev-installed
 	$(BIN)/hashrank eval --model models/sts-hash-nano

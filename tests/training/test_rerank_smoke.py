@@ -76,30 +76,3 @@ def test_smoke_train_resume_and_reload(tmp_path: Path) -> None:
         logits = model(*(torch.from_numpy(x) for x in (batch.input_ids, batch.attention_mask, batch.token_type_ids)))
     assert logits.shape == (2, 1) and torch.isfinite(logits).all()
 
-
-@pytest.mark.slow
-def test_rerank_recipe_soups_its_runs(tmp_path: Path) -> None:
-    """training.rerank_recipe --smoke: both runs of RUNS, their soup, ONNX export and eval.json; a re-run reuses
-    the finished runs."""
-    from safetensors.numpy import load_file
-
-    from training import rerank_recipe, teachers
-
-    pool = tmp_path / "pool"
-    teachers.main(["--smoke", "--cache", str(pool), "--teachers", "minilm,e5"])
-    argv = ["--out", str(tmp_path / "soup"), "--work", str(tmp_path / "work"), "--cache", str(tmp_path / "cache"),
-            "--pool-cache", str(pool), "--smoke"]
-    rerank_recipe.main(argv)
-
-    out = tmp_path / "soup"
-    runs = [tmp_path / "work" / f"run-{n}" / "model" for n in range(1, len(rerank_recipe.RUNS) + 1)]
-    weights = [load_file(str(d / "model.safetensors")) for d in (out, *runs)]
-    for name in weights[0]:
-        assert np.allclose(weights[0][name], np.mean([w[name] for w in weights[1:]], axis=0), atol=1e-6), name
-    assert json.loads((out / "soup.json").read_text())["ingredients"] == [str(d) for d in runs]
-    assert {"onnx", "onnx-int8"} <= set(json.loads((out / "eval.json").read_text())["wikiqa"])
-    assert (out / "model.onnx").is_file() and (out / "model.int8.onnx").is_file()
-
-    stamp = (runs[0] / "training.json").stat().st_mtime
-    rerank_recipe.main(argv)  # resumes: finished runs are not trained again
-    assert (runs[0] / "training.json").stat().st_mtime == stamp
