@@ -314,7 +314,7 @@ def list_losses(
         out["ce"] = -hp.ce_weight * (gold / gold.sum() * logp).sum()
     if teacher is not None:
         out["kl"] = teacher_kl(logits, teacher, hp)
-        out["bce"] = hp.bce_weight * F.binary_cross_entropy_with_logits(logits, gold)
+    out["bce"] = hp.bce_weight * F.binary_cross_entropy_with_logits(logits, gold)
     return out
 
 
@@ -453,8 +453,6 @@ def train(args: argparse.Namespace) -> dict:
             logits = model(**_to_tensors(tok, [(query, c) for c in cands]))[:, 0]
             t_scores = torch.from_numpy(teacher) if hp.teacher != "none" else None
             parts = list_losses(logits, torch.from_numpy(gold), t_scores, hp)
-            if t_scores is None:  # the pointwise term does not depend on the teacher
-                parts["bce"] = hp.bce_weight * F.binary_cross_entropy_with_logits(logits, torch.from_numpy(gold))
             for k, v in parts.items():
                 running[k] = running.get(k, 0.0) + float(v.detach())
             losses.append(sum(parts.values()))
@@ -463,7 +461,6 @@ def train(args: argparse.Namespace) -> dict:
             logits = model(**_to_tensors(tok, [(query, c) for c in cands]))[:, 0]
             gold_t = torch.from_numpy(gold)
             parts = list_losses(logits, gold_t, None if teacher is None else torch.from_numpy(teacher), hp)
-            parts["bce"] = hp.bce_weight * F.binary_cross_entropy_with_logits(logits, gold_t)
             for k, v in parts.items():
                 running[f"pooled_{k}"] = running.get(f"pooled_{k}", 0.0) + float(v.detach())
             losses.append(sum(parts.values()))
