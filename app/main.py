@@ -23,6 +23,8 @@ from app.runtime.memory import use_one_malloc_arena
 from app.settings import Settings, usable_cpus
 
 log = logging.getLogger(__name__)
+ROUTES = (score, rank, ops)
+DIALECTS = (compat_tei, compat_cohere)  # TEI, Cohere and Jina routes, each installed with its error body
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -61,11 +63,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.metrics = metrics
     app.state.reranker = None
     install_error_handlers(app)
-    for module in (score, rank, ops):
+    for module in ROUTES:
         app.include_router(module.router)
-    for dialect in (compat_tei, compat_cohere):  # TEI, Cohere and Jina routes, each with its error body
+    for dialect in DIALECTS:
         dialect.install(app)
-    routers = [module.router for module in (score, rank, ops, compat_tei, compat_cohere)]
+    routers = [module.router for module in (*ROUTES, *DIALECTS)]
     app.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes)
     if settings.api_key is not None and settings.api_key.get_secret_value():
         app.add_middleware(ApiKey, key=settings.api_key.get_secret_value())  # before the body is read
