@@ -42,7 +42,6 @@ from app.modeling.bert_hash import BertHashForSequenceClassification
 from app.modeling.checkpoint import save_model
 from app.modeling.config import PRESETS, ModelConfig
 from app.modeling.tokenizer import PairTokenizer, Truncation
-from training.question_variants import question_variants
 from training.rerank_data import (
     CACHE_DIR,
     ROOT,
@@ -102,10 +101,8 @@ class Hyper:
     # are its BM25 top-30 among the WikiQA train sentences: KL to the teachers only. WikiQA has 2,118 train
     # questions; these add ~20k more queries of other shapes and topics.
     sentence_query_groups: int = 0
-    # Lists whose query is a rewrite of a train question (training/question_variants.py: wh-swap, word drop,
-    # keywords) over that question's article sentences plus BM25 negatives: teacher KL only. Same topics as
-    # WikiQA, other answer types; ~10k queries, embedded once by each teacher (e5 ~5 min on one core).
-    variant_groups: int = 0
+    # Attention heads of the nano shape (2 in sts-hash-nano): more heads of the same width cost no parameters.
+    heads: int = 2
     # Dropout while training (the config's 0.1 otherwise): a 1M-parameter model underfits this task (train
     # MAP stays near dev MAP), so regularising it further costs more than it saves.
     dropout: float = 0.1
@@ -127,8 +124,13 @@ def minilm_pca_codes(dim: int) -> np.ndarray:
     return (codes / codes.std()).astype(np.float32)
 
 
+def model_config(hp: Hyper) -> ModelConfig:
+    """The nano shape; heads only split the same weights differently (no parameter changes)."""
+    return PRESETS["nano"].replace(max_length=hp.max_length, num_attention_heads=hp.heads)
+
+
 def init_model(hp: Hyper) -> BertHashForSequenceClassification:
-    cfg: ModelConfig = PRESETS["nano"].replace(max_length=hp.max_length)
+    cfg = model_config(hp)
     model = BertHashForSequenceClassification(cfg)
     assert cfg.projections is not None
     with torch.no_grad():
@@ -196,28 +198,7 @@ class ListSampler:
             from training import teachers as sts_teachers
 
             self._load_sentence_queries(bm25, pool_cache or sts_teachers.CACHE_DIR)
-        self.variants: list[str] = []
-        if hp.variant_groups and self.teachers:
-            self._load_variants(bm25, cache_dir)
         self.rng = random.Random(hp.seed)
-
-    def _load_variants(self, bm25: BM25Index, cache_dir: Path) -> None:
-        """Rewrites of every train question (fixed seed: the cached embeddings stay valid across runs)."""
-        rng = random.Random(0)
-        real = {q.text.lower() for q in self.questions}
-        pairs = [(v, qi) for qi, q in enumerate(self.questions) for v in question_variants(q.text, rng)]
-        pairs = [(v, qi) for v, qi in pairs if v.lower() not in real]
-        self.variants = [v for v, _ in pairs]
-        self.variant_source = [qi for _, qi in pairs]
-        embs = [minilm_embed(self.variants, "variants-q", cache_dir)]
-        if len(self.teachers) == 2:
-            embs.append(e5_embed(self.variants, "variants-q", "query", cache_dir))
-        self.variant_emb = embs
-        hits, _ = bm25.search(self.variants, k=30)
-        self.variant_negs = [
-            np.array([h for h in row if h not in set(self.cand_ids[qi])])
-            for row, qi in zip(hits, self.variant_source, strict=True)
-        ]
 
     def _load_sentence_queries(self, bm25: BM25Index, pool_cache: Path) -> None:
         """Pool sentences (not WikiQA text) of 4-30 words as queries, with their teachers' query embeddings
@@ -260,17 +241,6 @@ class ListSampler:
         q_vecs = [e[i] for e in self.sentence_query_emb]
         teacher = self._mix([se[cands] @ q for q, (_, se) in zip(q_vecs, self.teachers, strict=True)])
         return self.sentence_queries[i], [self.s_texts[c] for c in cands], teacher
-
-    def variant_list(self) -> tuple[str, list[str], np.ndarray]:
-        """(rewritten question, its source's article sentences + BM25 negatives, teacher scores)."""
-        hp, rng = self.hp, self.rng
-        i = rng.randrange(len(self.variants))
-        article = self.cand_ids[self.variant_source[i]].tolist()
-        cands = rng.sample(article, min(hp.in_article, len(article)))
-        negs = self.variant_negs[i][:20].tolist()
-        cands += rng.sample(negs, min(hp.bm25_negs, len(negs)))
-        teacher = self._mix([se[cands] @ e[i] for e, (_, se) in zip(self.variant_emb, self.teachers, strict=True)])
-        return self.variants[i], [self.s_texts[c] for c in cands], teacher
 
     def teacher_scores(self, qi: int, cands: list[int]) -> np.ndarray:
         """(C,) MiniLM cosines; with two teachers, the e5_weight-weighted mean of their z-scored cosines put
@@ -419,7 +389,9 @@ def train(args: argparse.Namespace) -> dict:
         kl_weight=args.kl_weight,
         ce_weight=args.ce_weight,
         sentence_query_groups=args.sentence_query_groups,
-        variant_groups=args.variant_groups,
+        teacher_temp=args.teacher_temp,
+        in_article=args.in_article,
+        heads=args.heads,
     )
     if args.smoke:
         hp = Hyper(
@@ -435,7 +407,6 @@ def train(args: argparse.Namespace) -> dict:
             ema_decay=args.ema_decay,
             dropout=args.dropout,
             sentence_query_groups=min(args.sentence_query_groups, 1),
-            variant_groups=min(args.variant_groups, 1),
         )
     torch.set_num_threads(1)
     torch.manual_seed(hp.seed)
@@ -508,12 +479,6 @@ def train(args: argparse.Namespace) -> dict:
             logits = model(**_to_tensors(tok, [(query, c) for c in cands]))[:, 0]
             kl = teacher_kl(logits, torch.from_numpy(teacher), hp)
             running["sq_kl"] = running.get("sq_kl", 0.0) + float(kl.detach())
-            losses.append(kl)
-        for _ in range(hp.variant_groups if sampler.variants else 0):
-            query, cands, teacher = sampler.variant_list()
-            logits = model(**_to_tensors(tok, [(query, c) for c in cands]))[:, 0]
-            kl = teacher_kl(logits, torch.from_numpy(teacher), hp)
-            running["var_kl"] = running.get("var_kl", 0.0) + float(kl.detach())
             losses.append(kl)
         for _ in range(hp.ict_groups):
             query, passages = sampler.ict_list()
@@ -591,7 +556,7 @@ def snapshot(args: argparse.Namespace) -> dict:
 
     ck = torch.load(args.run_dir / "last.pt", weights_only=False)
     hp = Hyper(**ck["hyper"])
-    model = BertHashForSequenceClassification(PRESETS["nano"].replace(max_length=hp.max_length))
+    model = BertHashForSequenceClassification(model_config(hp))
     if args.checkpoint == "best":
         model.load_state_dict(torch.load(args.run_dir / "best.pt"))
     else:  # the weights dev MAP was measured on: the average when the run keeps one
@@ -643,8 +608,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--ce-weight", type=float, default=Hyper.ce_weight, help="weight of the gold cross-entropy")
     ap.add_argument("--sentence-query-groups", type=int, default=Hyper.sentence_query_groups,
                     help="lists per step with an STS-pool sentence as the query (teacher KL only)")
-    ap.add_argument("--variant-groups", type=int, default=Hyper.variant_groups,
-                    help="lists per step with a rewritten train question as the query (teacher KL only)")
+    ap.add_argument("--teacher-temp", type=float, default=Hyper.teacher_temp, help="teacher softmax temperature")
+    ap.add_argument("--in-article", type=int, default=Hyper.in_article, help="article sentences per question list")
+    ap.add_argument("--heads", type=int, default=Hyper.heads, help="attention heads (same weights, split finer)")
     ap.add_argument("--dropout", type=float, default=Hyper.dropout, help="dropout while training")
     ap.add_argument("--ema-decay", type=float, default=Hyper.ema_decay, help="ship a moving average of the weights")
     ap.add_argument("--eval-every", type=int, default=Hyper.eval_every)
