@@ -14,16 +14,38 @@ def _row(name: str, m: dict) -> str:
     return f"| {name} | {m['ndcg@10']:.4f} | {m['mrr@10']:.4f} |"
 
 
+def _by_type_table(wq: dict) -> list[str]:
+    """MAP per question type (fp32, int8, MiniLM), if the evaluation recorded it."""
+    if "by_type" not in wq.get("onnx", {}):
+        return []
+    columns = [k for k in ("onnx", "onnx-int8", "minilm_cosine") if "by_type" in wq.get(k, {})]
+    names = {"onnx": "fp32", "onnx-int8": "int8", "minilm_cosine": "MiniLM cosine"}
+    lines = [
+        "MAP by question type (the question's first word):",
+        "",
+        "| type | questions | " + " | ".join(names[k] for k in columns) + " |",
+        "|---|---|" + "---|" * len(columns),
+    ]
+    for qtype, row in wq["onnx"]["by_type"].items():
+        cells = " | ".join(f"{wq[k]['by_type'][qtype]['map']:.4f}" for k in columns)
+        lines.append(f"| {qtype} | {row['questions']} | {cells} |")
+    return [*lines, ""]
+
+
 def render(model_dir: Path, notes: str) -> str:
     tr = json.loads((model_dir / "training.json").read_text())
     ev = json.loads((model_dir / "eval.json").read_text())
+    cfg = json.loads((model_dir / "config.json").read_text())
     hp, wq, pool = tr["hyper"], ev["wikiqa"], ev["pooled_bm25_top100"]
     best = tr["best_step"]
     lines = [
         f"# {model_dir.name}",
         "",
-        "A relevance reranker (cross-encoder) for query–passage pairs: BERT Hash nano (H128, 2 layers, 2 heads,",
-        f"FFN 512, 16-d hash codes lifted to 128), **{tr['params']:,} parameters**, max_length {hp['max_length']}",
+        "A relevance reranker (cross-encoder) for query–passage pairs: BERT Hash nano (H{h}, {layers} layers,".format(
+            h=cfg["hidden_size"], layers=cfg["num_hidden_layers"]
+        ),
+        f"{cfg['num_attention_heads']} heads, FFN {cfg['intermediate_size']}, {cfg['projections']}-d hash codes lifted"
+        f" to {cfg['hidden_size']}), **{tr['params']:,} parameters**, max_length {hp['max_length']}",
         "tokens per pair, sigmoid(logit) score. Same layout as sts-hash-nano; served by `/rank` by default.",
         "",
         "## Evaluation (WikiQA test; scored through `app.scorer.Scorer`, ONNX Runtime, 1 thread)",
@@ -41,6 +63,7 @@ def render(model_dir: Path, notes: str) -> str:
     lines += [
         f"| all-MiniLM-L6-v2 cosine (22M, reference) | {mc['map']:.4f} | {mc['mrr']:.4f} | |",
         "",
+        *_by_type_table(wq),
         f"Search pipeline: all {pool['corpus_sentences']:,} distinct WikiQA test sentences pooled into one corpus;",
         f"each of the {pool['queries']} test questions with an answer is a query; BM25 (bm25s, English stopwords)",
         f"top-100, then reranked (BM25 recall@100 = {pool['bm25_recall@100']:.4f}: the ceiling for any reranker).",

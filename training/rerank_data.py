@@ -105,6 +105,28 @@ def map_mrr(questions: list[Question], scores: list[np.ndarray]) -> tuple[float,
     return float(np.mean(aps)), float(np.mean(rrs))
 
 
+QUESTION_TYPES = ("what", "how", "who", "when", "where")
+
+
+def question_type(text: str) -> str:
+    """The question's wh-word ("how many" counts as "how"), or "other"."""
+    first = text.split()[0].lower() if text.split() else ""
+    return first if first in QUESTION_TYPES else "other"
+
+
+def map_by_type(questions: list[Question], scores: list[np.ndarray]) -> dict[str, dict[str, float]]:
+    """MAP per question type over the answered questions: the types need different answers (a date, a
+    person, a process), and a model can rank topic sentences well yet miss the answer's type."""
+    groups: dict[str, list[float]] = {}
+    for q, s in zip(questions, scores, strict=True):
+        if q.has_answer:
+            groups.setdefault(question_type(q.text), []).append(average_precision(s, np.asarray(q.labels)))
+    order = [*QUESTION_TYPES, "other"]
+    return {
+        t: {"questions": len(groups[t]), "map": round(float(np.mean(groups[t])), 4)} for t in order if t in groups
+    }
+
+
 # ---- BM25 (bm25s) ----
 
 

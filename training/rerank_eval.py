@@ -19,7 +19,16 @@ from pathlib import Path
 
 import numpy as np
 
-from training.rerank_data import CACHE_DIR, BM25Index, Question, load_wikiqa_tsv, map_mrr, minilm_embed, reciprocal_rank
+from training.rerank_data import (
+    CACHE_DIR,
+    BM25Index,
+    Question,
+    load_wikiqa_tsv,
+    map_by_type,
+    map_mrr,
+    minilm_embed,
+    reciprocal_rank,
+)
 
 log = logging.getLogger("training.rerank_eval")
 TOP_K = 100
@@ -97,7 +106,8 @@ def evaluate(
         sid_index = {sid: i for i, sid in enumerate(_sentence_ids(all_qs))}
         cos = [c_emb[[sid_index[s] for s in q.sentence_ids]] @ q_emb[qpos[q.qid]] for q in answered]
         m, r = map_mrr(answered, cos)
-        result["wikiqa"]["minilm_cosine"] = {"map": round(m, 4), "mrr": round(r, 4)}
+        by_type = map_by_type(answered, cos)
+        result["wikiqa"]["minilm_cosine"] = {"map": round(m, 4), "mrr": round(r, 4), "by_type": by_type}
         result["pooled_bm25_top100"]["minilm_rerank"] = pipeline_metrics(
             [(d, c_emb[d] @ q_emb[qpos[q.qid]]) for d, q in zip(docs, queries, strict=True)], relevant
         )
@@ -107,9 +117,15 @@ def evaluate(
         t = time.time()
         pairs = [(q.text, s) for q in answered for s in q.sentences]
         flat = scorer.score(pairs, raw=True, truncation="only_second", batch_size=64)
-        m, r = map_mrr(answered, _split(flat, [len(q.sentences) for q in answered]))
+        per_question = _split(flat, [len(q.sentences) for q in answered])
+        m, r = map_mrr(answered, per_question)
         pairs_per_s = round(len(pairs) / (time.time() - t))
-        result["wikiqa"][backend] = {"map": round(m, 4), "mrr": round(r, 4), "pairs_per_s": pairs_per_s}
+        result["wikiqa"][backend] = {
+            "map": round(m, 4),
+            "mrr": round(r, 4),
+            "pairs_per_s": pairs_per_s,
+            "by_type": map_by_type(answered, per_question),
+        }
         t = time.time()
         pairs = [(q.text, corpus[i]) for d, q in zip(docs, queries, strict=True) for i in d]
         flat = scorer.score(pairs, raw=True, truncation="only_second", batch_size=64)

@@ -39,6 +39,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--cache", type=Path, default=teachers.CACHE_DIR)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--preset", default="nano", choices=sorted(PRESETS))
+    ap.add_argument("--heads", type=int, default=None, help="attention heads (default: the preset's)")
     ap.add_argument("--init", default="pca", choices=("pca", "random"))
     ap.add_argument("--init-from", type=Path, default=None, help="start from this saved model directory instead")
     ap.add_argument("--qk-init", type=float, default=0.08, help="std of the tied W_query = W_key init (0: BERT's)")
@@ -97,6 +98,8 @@ def main(argv: list[str] | None = None) -> dict:
     dev = (encode(tok, dev_text), dev_y)
 
     cfg = PRESETS[args.preset].replace(hidden_dropout_prob=args.dropout, attention_probs_dropout_prob=args.dropout)
+    if args.heads is not None:  # same weights split into more heads: an --init-from model keeps every tensor
+        cfg = cfg.replace(num_attention_heads=args.heads)
     model = BertHashForSequenceClassification(cfg)
     kept = None
     if args.init_from:  # continue a previous run's saved model (a second round of distillation)
