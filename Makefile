@@ -52,6 +52,7 @@ train-rerank: $(VENV)/.dev-installed
 		--teacher minilm+e5 --e5-weight 1.0 --ce-weight 0.3 --pooled-teacher --sentence-query-groups 3 \
 		--ema-decay 0.998 --dropout 0 --seed 5 --steps 2400
 	$(BIN)/python -m training.rerank_eval --model models/rerank-hash-nano
+	$(BIN)/python -m training.rerank_card --model models/rerank-hash-nano --notes training/RERANK_CARD_NOTES.md
 
 eval: $(VENV)/.dev-installed
 	$(BIN)/hashrank eval --model models/sts-hash-nano
