@@ -41,9 +41,8 @@ def render(model_dir: Path, notes: str) -> str:
     lines = [
         f"# {model_dir.name}",
         "",
-        "A relevance reranker (cross-encoder) for query–passage pairs: BERT Hash nano (H{h}, {layers} layers,".format(
-            h=cfg["hidden_size"], layers=cfg["num_hidden_layers"]
-        ),
+        "A relevance reranker (cross-encoder) for query–passage pairs: BERT Hash nano"
+        f" (H{cfg['hidden_size']}, {cfg['num_hidden_layers']} layers,",
         f"{cfg['num_attention_heads']} heads, FFN {cfg['intermediate_size']}, {cfg['projections']}-d hash codes lifted"
         f" to {cfg['hidden_size']}), **{tr['params']:,} parameters**, max_length {hp['max_length']}",
         "tokens per pair, sigmoid(logit) score. Same layout as sts-hash-nano; served by `/rank` by default.",

@@ -110,7 +110,7 @@ QUESTION_TYPES = ("what", "how", "who", "when", "where")
 
 def question_type(text: str) -> str:
     """The question's wh-word ("how many" counts as "how"), or "other"."""
-    first = text.split()[0].lower() if text.split() else ""
+    first = next(iter(text.split()), "").lower()
     return first if first in QUESTION_TYPES else "other"
 
 
