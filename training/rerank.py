@@ -101,6 +101,10 @@ class Hyper:
     # are its BM25 top-30 among the WikiQA train sentences: KL to the teachers only. WikiQA has 2,118 train
     # questions; these add ~20k more queries of other shapes and topics.
     sentence_query_groups: int = 0
+    # Share of the cross-encoder teacher (training/cross_teacher.py: MiniLM read as a cross-encoder, scores
+    # cross-fitted over article folds) in the question lists' teacher; the bi-encoder mix keeps the rest.
+    # It reads the question's type against each sentence, which the bi-encoders hardly do.
+    cross_weight: float = 0.0
     # Attention heads of the nano shape (2 in sts-hash-nano): more heads of the same width cost no parameters.
     heads: int = 2
     # Dropout while training (the config's 0.1 otherwise): a 1M-parameter model underfits this task (train
@@ -178,13 +182,14 @@ class ListSampler:
         s_of = np.concatenate(self.cand_ids)
         cosines = [(qe[q_of] * se[s_of]).sum(1) for qe, se in self.teachers]
         self.teacher_stats = [(float(c.mean()), float(c.std())) for c in cosines]
+        self.cross: list[dict[int, float]] = []
+        if hp.cross_weight > 0:
+            self._load_cross_scores(cache_dir)
         bm25 = BM25Index(s_texts)
         hits, _ = bm25.search([q.text for q in questions], k=100)
         self.bm25_hits = hits
         self.answered = [i for i, q in enumerate(questions) if q.has_answer]
-        self.bm25_negs = [
-            np.array([h for h in row[:40] if h not in set(c)]) for row, c in zip(hits, self.cand_ids, strict=True)
-        ]
+        self.bm25_negs = [_excluding(row[:40], set(c.tolist())) for row, c in zip(hits, self.cand_ids, strict=True)]
         # Articles for the inverse cloze: one per distinct candidate list with at least 3 sentences.
         seen: dict[tuple[int, ...], int] = {}
         for c in self.cand_ids:
@@ -200,6 +205,23 @@ class ListSampler:
             self._load_sentence_queries(bm25, pool_cache or sts_teachers.CACHE_DIR)
         self.rng = random.Random(hp.seed)
 
+    def _load_cross_scores(self, cache_dir: Path) -> None:
+        """Per question {sentence row: logit} from every cross-fold*.npz (each question is in one held-out fold),
+        and the logits' mean/std over the (question, article sentence) pairs."""
+        self.cross = [{} for _ in self.questions]
+        files = sorted(cache_dir.glob("cross-fold[0-9].npz"))
+        if not files:
+            raise FileNotFoundError(f"no cross-fold*.npz in {cache_dir}: run training.cross_teacher first")
+        for path in files:
+            part = np.load(path)
+            for qi, si, logit in zip(part["q"], part["s"], part["logit"], strict=True):
+                self.cross[int(qi)][int(si)] = float(logit)
+        missing = [i for i, c in enumerate(self.cross) if not c]
+        if missing:
+            raise ValueError(f"{len(missing)} train questions have no cross-encoder scores (a fold is missing)")
+        article = np.array([self.cross[qi][int(si)] for qi, c in enumerate(self.cand_ids) for si in c])
+        self.cross_stats = (float(article.mean()), float(article.std()))
+
     def _load_sentence_queries(self, bm25: BM25Index, pool_cache: Path) -> None:
         """Pool sentences (not WikiQA text) of 4-30 words as queries, with their teachers' query embeddings
         (pool_cache = the STS recipe's teacher cache, training/cache)."""
@@ -213,9 +235,11 @@ class ListSampler:
         self.sentence_query_emb = [np.asarray(e[rows], dtype=np.float32) for e in embs]
         self.sentence_query_hits, _ = bm25.search(self.sentence_queries, k=30)
 
-    def question_list(self) -> tuple[str, list[str], np.ndarray, np.ndarray]:
+    def question_list(self, qi: int | None = None) -> tuple[str, list[str], np.ndarray, np.ndarray]:
+        """(question, article sentences + BM25 negatives, gold, teacher) of question qi (default: a random one)."""
         hp, rng = self.hp, self.rng
-        qi = rng.randrange(len(self.questions))
+        if qi is None:
+            qi = rng.randrange(len(self.questions))
         q = self.questions[qi]
         labels = np.asarray(q.labels)
         idx = list(range(len(q.sentences)))
@@ -230,6 +254,11 @@ class ListSampler:
             cands.append(int(h))
             gold.append(0)
         teacher = self.teacher_scores(qi, cands)
+        if self.cross:
+            m, sd = self.cross_stats
+            m0, sd0 = self.teacher_stats[0]
+            cross = (np.array([self.cross[qi][c] for c in cands]) - m) / sd * sd0 + m0
+            teacher = ((1 - hp.cross_weight) * teacher + hp.cross_weight * cross).astype(np.float32)
         return q.text, [self.s_texts[c] for c in cands], np.asarray(gold, dtype=np.float32), teacher
 
     def sentence_query_list(self) -> tuple[str, list[str], np.ndarray]:
@@ -294,6 +323,10 @@ class ListSampler:
                 _passage(self.s_texts, other, rng.randrange(len(other)))
             )  # drop one there too: no length cue
         return query, passages
+
+
+def _excluding(rows: np.ndarray, exclude: set[int]) -> np.ndarray:
+    return np.array([h for h in rows.tolist() if h not in exclude], dtype=np.int64)
 
 
 def _passage(s_texts: list[str], article: list[int], drop: int) -> str:
@@ -392,6 +425,7 @@ def train(args: argparse.Namespace) -> dict:
         teacher_temp=args.teacher_temp,
         in_article=args.in_article,
         heads=args.heads,
+        cross_weight=args.cross_weight,
     )
     if args.smoke:
         hp = Hyper(
@@ -610,6 +644,8 @@ def main(argv: list[str] | None = None) -> None:
                     help="lists per step with an STS-pool sentence as the query (teacher KL only)")
     ap.add_argument("--teacher-temp", type=float, default=Hyper.teacher_temp, help="teacher softmax temperature")
     ap.add_argument("--in-article", type=int, default=Hyper.in_article, help="article sentences per question list")
+    ap.add_argument("--cross-weight", type=float, default=Hyper.cross_weight,
+                    help="share of the cross-encoder teacher (training.cross_teacher) on question lists")
     ap.add_argument("--heads", type=int, default=Hyper.heads, help="attention heads (same weights, split finer)")
     ap.add_argument("--dropout", type=float, default=Hyper.dropout, help="dropout while training")
     ap.add_argument("--ema-decay", type=float, default=Hyper.ema_decay, help="ship a moving average of the weights")
