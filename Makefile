@@ -45,12 +45,16 @@ train-sts: $(VENV)/.dev-installed
 	$(BIN)/python -m training.sts_recipe --out models/sts-hash-nano
 
 # The reranker fine-tunes the shipped sts-hash-nano (which train-sts reproduces bit for bit) and needs the STS
-# teacher cache that train-sts writes (training/cache); see models/rerank-hash-nano/MODEL_CARD.md.
+# teacher cache that train-sts writes (training/cache); the cross-encoder teacher's two folds run one per core;
+# see models/rerank-hash-nano/MODEL_CARD.md.
 train-rerank: $(VENV)/.dev-installed
 	$(BIN)/python -m training.teachers --teachers minilm,e5
+	$(BIN)/python -m training.cross_teacher --fold 0 --steps 1200 & fold0=$$!; \
+		$(BIN)/python -m training.cross_teacher --fold 1 --steps 1200; fold1=$$?; \
+		wait $$fold0 && test $$fold1 -eq 0
 	$(BIN)/python -m training.rerank --out models/rerank-hash-nano --init-from models/sts-hash-nano \
 		--teacher minilm+e5 --e5-weight 1.0 --ce-weight 0.3 --pooled-teacher --sentence-query-groups 3 \
-		--ema-decay 0.998 --dropout 0 --seed 5 --steps 2400
+		--ema-decay 0.998 --dropout 0 --cross-weight 1.0 --seed 5 --steps 2400
 	$(BIN)/python -m training.rerank_eval --model models/rerank-hash-nano
 	$(BIN)/python -m training.rerank_card --model models/rerank-hash-nano --notes training/RERANK_CARD_NOTES.md
 

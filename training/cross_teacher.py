@@ -27,7 +27,14 @@ import numpy as np
 import torch
 
 from training.rerank import RUNS_DIR, Hyper, ListSampler
-from training.rerank_data import CACHE_DIR, Question, load_wikiqa_train, load_wikiqa_tsv, map_mrr
+from training.rerank_data import (
+    CACHE_DIR,
+    Question,
+    cross_scores_path,
+    load_wikiqa_train,
+    load_wikiqa_tsv,
+    map_mrr,
+)
 
 log = logging.getLogger("training.cross_teacher")
 MAX_LENGTH = 128
@@ -80,7 +87,8 @@ def train_fold(args: argparse.Namespace) -> dict:
     dev = [q for q in load_wikiqa_tsv("dev") if q.has_answer]
     if args.smoke:
         questions, dev = questions[:40], dev[:4]
-    hp = Hyper(teacher="minilm+e5", e5_weight=1.0, seed=args.seed + 100 * args.fold)
+    # The student's teacher (e5); the smoke run uses MiniLM alone, whose embeddings are quick to compute.
+    hp = Hyper(teacher="minilm" if args.smoke else "minilm+e5", e5_weight=1.0, seed=args.seed + 100 * args.fold)
     sampler = ListSampler(questions, hp, args.cache)
     fold = article_folds(questions, args.folds, args.seed)
     train_rows = [i for i in range(len(questions)) if fold[i] != args.fold]
@@ -154,7 +162,7 @@ def train_fold(args: argparse.Namespace) -> dict:
             q_rows += [qi] * len(cands)
             s_rows += cands
             logits.append(scores)
-    out = args.cache / f"cross-fold{args.fold}{'-smoke' if args.smoke else ''}.npz"
+    out = cross_scores_path(args.cache, args.fold, args.smoke)
     np.savez(out, q=np.array(q_rows), s=np.array(s_rows), logit=np.concatenate(logits).astype(np.float32))
     summary = {"fold": args.fold, "folds": args.folds, "steps": args.steps, "lr": args.lr,
                "ce_weight": args.ce_weight, "train_questions": len(train_rows), "held_out_questions": len(held_rows),

