@@ -10,7 +10,7 @@ the gold labels), then it scores the *other* part's lists (article sentences + B
 student never sees a teacher score fitted to that question's own labels. Train questions are split by article
 (questions of one article share its sentences). Each fold writes training/cache/rerank/cross-fold{K}.npz
 (question row, sentence row, logit) and reports its WikiQA dev MAP; run every fold (one per core) before
-`training.rerank --cross-teacher`. Checkpoints every 200 steps; a re-run resumes.
+`training.rerank --cross-weight`. Checkpoints every 200 steps; a re-run resumes.
 """
 
 from __future__ import annotations
