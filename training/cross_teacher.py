@@ -66,8 +66,9 @@ def article_folds(questions: list[Question], folds: int, seed: int) -> np.ndarra
 
 
 def held_out_candidates(sampler: ListSampler, qi: int) -> list[int]:
-    """Every sentence a question list of the student can hold: the article's and the 20 BM25 negatives."""
-    return [int(c) for c in sampler.cand_ids[qi]] + [int(h) for h in sampler.bm25_negs[qi][:20]]
+    """Every sentence a question list of the student can hold: the article's and its pool of BM25 negatives."""
+    negatives = sampler.bm25_negs[qi][: sampler.negative_pool]
+    return [int(c) for c in sampler.cand_ids[qi]] + [int(h) for h in negatives]
 
 
 def train_fold(args: argparse.Namespace) -> dict:

@@ -159,6 +159,10 @@ def init_model(hp: Hyper) -> BertHashForSequenceClassification:
 class ListSampler:
     """Builds the per-step lists (query, candidates, gold, teacher) from WikiQA train, deterministic per seed."""
 
+    # A question list draws its other-article negatives from this many of the question's top BM25 negatives
+    # (training.cross_teacher scores exactly these for every question).
+    negative_pool = 20
+
     def __init__(
         self,
         questions: list[Question],
@@ -260,7 +264,7 @@ class ListSampler:
         keep = pos + neg[: max(hp.in_article - len(pos), 0)]
         cands = [int(self.cand_ids[qi][i]) for i in keep]
         gold = [int(labels[i]) for i in keep]
-        pool = self.bm25_negs[qi][:20].tolist()
+        pool = self.bm25_negs[qi][: self.negative_pool].tolist()
         for h in rng.sample(pool, min(hp.bm25_negs, len(pool))):
             cands.append(int(h))
             gold.append(0)
