@@ -187,7 +187,8 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    args.run_dir = args.run_dir or RUNS_DIR / f"cross-fold{args.fold}{'-smoke' if args.smoke else ''}"
+    # The fold count is in the name: fold K of a 2-way split is not fold K of a 4-way one (no false resume).
+    args.run_dir = args.run_dir or RUNS_DIR / f"cross-fold{args.fold}of{args.folds}{'-smoke' if args.smoke else ''}"
     log.info("%s", train_fold(args))
 
 

@@ -227,6 +227,12 @@ class ListSampler:
         files = sorted(pattern.parent.glob(pattern.name))
         if not files:
             raise FileNotFoundError(f"no cross-fold*.npz in {cache_dir}: run training.cross_teacher first")
+        # Every file must come from the same split: a fold left over from another fold count would score some
+        # questions twice, with a teacher that saw them.
+        split_sizes = {json.loads(p.with_suffix(".json").read_text())["folds"] for p in files}
+        if split_sizes != {len(files)}:
+            raise ValueError(f"{len(files)} cross-fold files in {cache_dir} come from {sorted(split_sizes)}-way "
+                             "fold splits: re-run training.cross_teacher for every fold of one split")
         for path in files:
             part = np.load(path)
             for qi, si, logit in zip(part["q"], part["s"], part["logit"], strict=True):
@@ -268,12 +274,8 @@ class ListSampler:
         for h in rng.sample(pool, min(hp.bm25_negs, len(pool))):
             cands.append(int(h))
             gold.append(0)
-        teacher = self.teacher_scores(qi, cands)
-        if self.cross:
-            m, sd = self.cross_stats
-            m0, sd0 = self.teacher_stats[0]
-            cross = (np.array([self.cross[qi][c] for c in cands]) - m) / sd * sd0 + m0
-            teacher = ((1 - hp.cross_weight) * teacher + hp.cross_weight * cross).astype(np.float32)
+        cross = np.array([self.cross[qi][c] for c in cands]) if self.cross else None
+        teacher = self.teacher_scores(qi, cands, cross)
         return q.text, [self.s_texts[c] for c in cands], np.asarray(gold, dtype=np.float32), teacher
 
     def sentence_query_list(self) -> tuple[str, list[str], np.ndarray]:
@@ -286,18 +288,23 @@ class ListSampler:
         teacher = self._mix([se[cands] @ q for q, (_, se) in zip(q_vecs, self.teachers, strict=True)])
         return self.sentence_queries[i], [self.s_texts[c] for c in cands], teacher
 
-    def teacher_scores(self, qi: int, cands: list[int]) -> np.ndarray:
+    def teacher_scores(self, qi: int, cands: list[int], cross: np.ndarray | None = None) -> np.ndarray:
         """(C,) MiniLM cosines; with two teachers, the e5_weight-weighted mean of their z-scored cosines put
         back on MiniLM's scale (mean and std), so teacher_temp keeps its meaning (e5's cosines sit in a much
-        narrower band)."""
+        narrower band). cross: the held-out cross-encoder logits of these candidates, cross_weight of the mix."""
         if not self.teachers:
             return np.zeros(len(cands), dtype=np.float32)
-        return self._mix([se[cands] @ qe[qi] for qe, se in self.teachers])
+        return self._mix([se[cands] @ qe[qi] for qe, se in self.teachers], cross)
 
-    def _mix(self, cosines: list[np.ndarray]) -> np.ndarray:
-        """One cosine array per teacher -> the weighted mean of their z-scores on MiniLM's scale."""
-        z = [(c - m) / sd for c, (m, sd) in zip(cosines, self.teacher_stats, strict=True)]
-        weights = [1.0] if len(z) == 1 else [1 - self.hp.e5_weight, self.hp.e5_weight]
+    def _mix(self, cosines: list[np.ndarray], cross: np.ndarray | None = None) -> np.ndarray:
+        """One cosine array per teacher (+ cross-encoder logits) -> the weighted mean of their z-scores on
+        MiniLM's scale."""
+        stats = list(self.teacher_stats)
+        weights = [1.0] if len(cosines) == 1 else [1 - self.hp.e5_weight, self.hp.e5_weight]
+        if cross is not None:
+            cosines, stats = [*cosines, cross], [*stats, self.cross_stats]
+            weights = [w * (1 - self.hp.cross_weight) for w in weights] + [self.hp.cross_weight]
+        z = [(c - m) / sd for c, (m, sd) in zip(cosines, stats, strict=True)]
         m0, sd0 = self.teacher_stats[0]
         return (np.average(z, axis=0, weights=weights) * sd0 + m0).astype(np.float32)
 

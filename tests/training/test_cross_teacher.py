@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from training.cross_teacher import article_folds
+from training.rerank import Hyper, ListSampler
 from training.rerank_data import Question, cross_scores_path, load_wikiqa_train
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -63,3 +64,11 @@ def test_folds_score_every_held_out_question_and_the_student_trains_on_them(tmp_
     subprocess.run(cmd, cwd=ROOT, check=True, timeout=300, env=ENV)
     summary = json.loads((out / "training.json").read_text())
     assert summary["hyper"]["cross_weight"] == 0.5 and "kl" in summary["history"][-1]["loss"]
+
+    # A fold file left over from another split (here "fold 2 of 3") would score some questions twice: refused.
+    stale = cross_scores_path(cache, 2, smoke=True)
+    stale.write_bytes(cross_scores_path(cache, 1, smoke=True).read_bytes())
+    stale.with_suffix(".json").write_text(json.dumps({"fold": 2, "folds": 3}))
+    hp = Hyper(teacher="minilm", cross_weight=0.5, sentence_query_groups=0)
+    with pytest.raises(ValueError, match="way fold splits"):
+        ListSampler(questions, hp, cache, smoke=True)
