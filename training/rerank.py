@@ -198,6 +198,8 @@ class ListSampler:
         self.teacher_stats = [(float(c.mean()), float(c.std())) for c in cosines]
         self.cross: list[dict[int, float]] = []
         if hp.cross_weight > 0:
+            if not self.teachers:  # the cross-encoder's logits are put on the bi-encoder teacher's scale
+                raise ValueError("a cross-encoder share (cross_weight) needs a bi-encoder teacher to mix with")
             self._load_cross_scores(cache_dir, smoke)
         bm25 = BM25Index(s_texts)
         hits, _ = bm25.search([q.text for q in questions], k=100)

@@ -30,6 +30,12 @@ def test_article_folds_keep_an_articles_questions_together() -> None:
     assert (again == fold).all()  # deterministic per seed
 
 
+def test_cross_encoder_share_needs_a_bi_encoder_teacher(tmp_path: Path) -> None:
+    hp = Hyper(teacher="none", cross_weight=0.5)  # its logits are put on the bi-encoder's scale
+    with pytest.raises(ValueError, match="needs a bi-encoder teacher"):
+        ListSampler(load_wikiqa_train()[:40], hp, tmp_path, smoke=True)
+
+
 def _fold(fold: int, steps: int, cache: Path, run_dir: Path) -> tuple[dict, str]:
     cmd = [sys.executable, "-m", "training.cross_teacher", "--smoke", "--fold", str(fold), "--steps", str(steps)]
     cmd += ["--cache", str(cache), "--run-dir", str(run_dir / f"fold{fold}")]
