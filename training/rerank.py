@@ -55,6 +55,7 @@ from training.rerank_data import (
     load_wikiqa_tsv,
     map_mrr,
     minilm_embed,
+    question_type,
 )
 
 log = logging.getLogger("training.rerank")
@@ -104,6 +105,9 @@ class Hyper:
     # are its BM25 top-30 among the WikiQA train sentences: KL to the teachers only. WikiQA has 2,118 train
     # questions; these add ~20k more queries of other shapes and topics.
     sentence_query_groups: int = 0
+    # Share of those lists whose query is question-shaped (a wh-word first or a "?" last: ~3.4k Twitter and
+    # STS-B sentences, mostly "how"/"what"/"why"), the query shape WikiQA has only 2,118 of.
+    question_query_share: float = 0.0
     # Share of the cross-encoder teacher (training/cross_teacher.py: MiniLM read as a cross-encoder, scores
     # cross-fitted over article folds) in the question lists' teacher; the bi-encoder mix keeps the rest.
     # It reads the question's type against each sentence, which the bi-encoders hardly do.
@@ -129,6 +133,10 @@ def minilm_pca_codes(dim: int) -> np.ndarray:
     _, vecs = np.linalg.eigh(centred.T @ centred)  # ascending eigenvalues of the (384, 384) scatter
     codes = centred @ vecs[:, ::-1][:, :dim]  # (V, dim) top principal components
     return (codes / codes.std()).astype(np.float32)
+
+
+# What --init-from may change from the nano shape (training.grow deepens it within the same budget).
+SHAPE_FIELDS = ("hidden_size", "num_hidden_layers", "intermediate_size", "projections", "max_position_embeddings")
 
 
 def model_config(hp: Hyper) -> ModelConfig:
@@ -257,6 +265,9 @@ class ListSampler:
         self.sentence_queries = [pool[i] for i in rows]
         self.sentence_query_emb = [np.asarray(e[rows], dtype=np.float32) for e in embs]
         self.sentence_query_hits, _ = bm25.search(self.sentence_queries, k=30)
+        self.question_queries = [
+            i for i, t in enumerate(self.sentence_queries) if question_type(t) != "other" or t.rstrip().endswith("?")
+        ]
 
     def question_list(self, qi: int | None = None) -> tuple[str, list[str], np.ndarray, np.ndarray]:
         """(question, article sentences + BM25 negatives, gold, teacher) of question qi (default: a random one)."""
@@ -283,7 +294,10 @@ class ListSampler:
     def sentence_query_list(self) -> tuple[str, list[str], np.ndarray]:
         """(pool sentence, 14 of its BM25 top-30 WikiQA train sentences, teacher scores)."""
         rng = self.rng
-        i = rng.randrange(len(self.sentence_queries))
+        if self.hp.question_query_share and self.question_queries and rng.random() < self.hp.question_query_share:
+            i = rng.choice(self.question_queries)
+        else:
+            i = rng.randrange(len(self.sentence_queries))
         hits = [int(h) for h in self.sentence_query_hits[i]]
         cands = rng.sample(hits, min(self.hp.pooled_size, len(hits)))
         q_vecs = [e[i] for e in self.sentence_query_emb]
@@ -446,6 +460,7 @@ def train(args: argparse.Namespace) -> dict:
         kl_weight=args.kl_weight,
         ce_weight=args.ce_weight,
         sentence_query_groups=args.sentence_query_groups,
+        question_query_share=args.question_query_share,
         teacher_temp=args.teacher_temp,
         in_article=args.in_article,
         heads=args.heads,
@@ -487,11 +502,15 @@ def train(args: argparse.Namespace) -> dict:
 
     run_dir: Path = args.run_dir
     run_dir.mkdir(parents=True, exist_ok=True)
-    model = init_model(hp)
-    if args.init_from is not None:  # stage 2: continue from a trained model directory
+    if args.init_from is None:
+        model = init_model(hp)
+    else:  # stage 2: continue from a trained model directory, in its own shape
         from app.modeling.checkpoint import load_model
 
-        model.load_state_dict(load_model(args.init_from).state_dict())
+        start = load_model(args.init_from)
+        shape = {field: getattr(start.config, field) for field in SHAPE_FIELDS}
+        model = BertHashForSequenceClassification(model_config(hp).replace(**shape))
+        model.load_state_dict(start.state_dict())
     for module in model.modules():
         if isinstance(module, torch.nn.Dropout):
             module.p = hp.dropout
@@ -582,6 +601,7 @@ def train(args: argparse.Namespace) -> dict:
                 "rng": sampler.rng.getstate(),
                 "torch_rng": torch.get_rng_state(),
                 "hyper": asdict(hp),
+                "config": model.config.to_hf_dict(),  # the shape, which --init-from may have changed
                 "ema": ema.shadow if ema is not None else None,
             }
             torch.save(ck, run_dir / "last.tmp")
@@ -615,7 +635,8 @@ def snapshot(args: argparse.Namespace) -> dict:
 
     ck = torch.load(args.run_dir / "last.pt", weights_only=False)
     hp = Hyper(**ck["hyper"])
-    model = BertHashForSequenceClassification(model_config(hp))
+    cfg = ModelConfig.from_hf_dict(ck["config"]) if "config" in ck else model_config(hp)
+    model = BertHashForSequenceClassification(cfg)
     if args.checkpoint == "best":
         model.load_state_dict(torch.load(args.run_dir / "best.pt"))
     else:  # the weights dev MAP was measured on: the average when the run keeps one
@@ -667,6 +688,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--ce-weight", type=float, default=Hyper.ce_weight, help="weight of the gold cross-entropy")
     ap.add_argument("--sentence-query-groups", type=int, default=Hyper.sentence_query_groups,
                     help="lists per step with an STS-pool sentence as the query (teacher KL only)")
+    ap.add_argument("--question-query-share", type=float, default=Hyper.question_query_share,
+                    help="share of sentence-query lists with a question-shaped query")
     ap.add_argument("--teacher-temp", type=float, default=Hyper.teacher_temp, help="teacher softmax temperature")
     ap.add_argument("--in-article", type=int, default=Hyper.in_article, help="article sentences per question list")
     ap.add_argument("--cross-weight", type=float, default=Hyper.cross_weight,
