@@ -105,8 +105,8 @@ class Hyper:
     # are its BM25 top-30 among the WikiQA train sentences: KL to the teachers only. WikiQA has 2,118 train
     # questions; these add ~20k more queries of other shapes and topics.
     sentence_query_groups: int = 0
-    # Share of those lists whose query is question-shaped (a wh-word first or a "?" last: ~3.4k Twitter and
-    # STS-B sentences, mostly "how"/"what"/"why"), the query shape WikiQA has only 2,118 of.
+    # Share of those lists whose query is question-shaped (a wh-word first or a "?" last: 503 of the pool's
+    # sentences, STS-B and Twitter questions), the query shape WikiQA has only 2,118 of. 0.5 did not help.
     question_query_share: float = 0.0
     # Share of the cross-encoder teacher (training/cross_teacher.py: MiniLM read as a cross-encoder, scores
     # cross-fitted over article folds) in the question lists' teacher; the bi-encoder mix keeps the rest.
