@@ -12,7 +12,7 @@ import torch
 
 from app.evaluation import spearman
 from app.modeling.bert_hash import BertHashForSequenceClassification
-from app.modeling.checkpoint import load_model
+from app.modeling.checkpoint import load_model, save_model
 from app.modeling.tokenizer import PairTokenizer
 from training.data import sts_b
 from training.grow import grow
@@ -88,8 +88,6 @@ def test_grow_refuses_to_shrink_depth_or_widen(source: BertHashForSequenceClassi
 
 @pytest.mark.slow
 def test_rerank_trains_and_snapshots_a_grown_model(source: BertHashForSequenceClassification, tmp_path: Path) -> None:
-    from app.modeling.checkpoint import save_model
-
     init, out, snap, run_dir = (tmp_path / name for name in ("grown", "model", "snapshot", "run"))
     save_model(grow(source, layers=3, ffn=320, positions=256), init, tokenizer_dir=STS_MODEL)
     base = [sys.executable, "-m", "training.rerank", "--smoke", "--teacher", "none", "--run-dir", str(run_dir)]
