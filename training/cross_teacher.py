@@ -11,6 +11,10 @@ student never sees a teacher score fitted to that question's own labels. Train q
 (questions of one article share its sentences). Each fold writes training/cache/rerank/cross-fold{K}.npz
 (question row, sentence row, logit) and reports its WikiQA dev MAP; run every fold (one per core) before
 `training.rerank --cross-weight`. Checkpoints every 200 steps; a re-run resumes.
+
+Reading the pair did not make it read the answer's type: on 250 held-out questions of fold 0, swapping the
+wh-word ("how deep is X" -> "who is X") leaves its ranking of the article at median Spearman 0.983 (e5: 0.96),
+with the same top sentence 85% of the time. It helps the student by erring differently from e5.
 """
 
 from __future__ import annotations

@@ -56,6 +56,7 @@ from training.rerank_data import (
     map_mrr,
     minilm_embed,
     question_type,
+    swap_answer_type,
 )
 
 log = logging.getLogger("training.rerank")
@@ -108,9 +109,17 @@ class Hyper:
     # Share of those lists whose query is question-shaped (a wh-word first or a "?" last: 503 of the pool's
     # sentences, STS-B and Twitter questions), the query shape WikiQA has only 2,118 of. 0.5 did not help.
     question_query_share: float = 0.0
+    # Answer-type contrast: for this many of each step's question lists, the same question asked for another
+    # answer type (training.rerank_data.swap_answer_type) must give its gold sentences less of the list's
+    # softmax mass, by type_margin nats. Neither teacher reacts to the wh-word (e5's and the cross-encoder's
+    # rankings of an article under a swap: Spearman 0.96 / 0.98), so this is the one signal that the
+    # answer's type matters; it is offset-free (a per-query score shift cannot satisfy it).
+    type_contrast_groups: int = 0
+    type_margin: float = 0.5
+    type_weight: float = 1.0
     # Share of the cross-encoder teacher (training/cross_teacher.py: MiniLM read as a cross-encoder, scores
     # cross-fitted over article folds) in the question lists' teacher; the bi-encoder mix keeps the rest.
-    # It reads the question's type against each sentence, which the bi-encoders hardly do.
+    # It reads question and sentence together, yet is as blind to the wh-word as e5 (see type_contrast_groups).
     cross_weight: float = 0.0
     # Attention heads of the nano shape (2 in sts-hash-nano): more heads of the same width cost no parameters.
     heads: int = 2
@@ -396,6 +405,16 @@ def list_losses(
     return out
 
 
+def type_contrast(logits: torch.Tensor, swapped_logits: torch.Tensor, gold: torch.Tensor, hp: Hyper) -> torch.Tensor:
+    """Softplus hinge: the gold sentences' log softmax mass under the type-swapped question must sit
+    type_margin below their mass under the real question. Both lists get the gradient: with the real one
+    held fixed, a step lowers the gold under both questions alike (they differ in one word) and the gap
+    never opens."""
+    real = logits.log_softmax(-1)[gold].logsumexp(-1)
+    swapped = swapped_logits.log_softmax(-1)[gold].logsumexp(-1)
+    return hp.type_weight * F.softplus(swapped - real + hp.type_margin)
+
+
 class WeightAverage:
     """Exponential moving average of a model's weights (integer buffers are copied as they are)."""
 
@@ -465,6 +484,8 @@ def train(args: argparse.Namespace) -> dict:
         in_article=args.in_article,
         heads=args.heads,
         cross_weight=args.cross_weight,
+        type_contrast_groups=args.type_contrast_groups,
+        type_weight=args.type_weight,
     )
     if args.smoke:
         hp = Hyper(
@@ -536,11 +557,15 @@ def train(args: argparse.Namespace) -> dict:
     running: dict[str, float] = {}
     while state["step"] < hp.steps:
         losses: list[torch.Tensor] = []
-        for _ in range(hp.q_groups):
+        for group in range(hp.q_groups):
             query, cands, gold, teacher = sampler.question_list()
             logits = model(**_to_tensors(tok, [(query, c) for c in cands]))[:, 0]
             t_scores = torch.from_numpy(teacher) if hp.teacher != "none" else None
             parts = list_losses(logits, torch.from_numpy(gold), t_scores, hp)
+            swapped = swap_answer_type(query, sampler.rng) if group < hp.type_contrast_groups else None
+            if swapped is not None and gold.sum() > 0:
+                swap_logits = model(**_to_tensors(tok, [(swapped, c) for c in cands]))[:, 0]
+                parts["type"] = type_contrast(logits, swap_logits, torch.from_numpy(gold) > 0, hp)
             for k, v in parts.items():
                 running[k] = running.get(k, 0.0) + float(v.detach())
             losses.append(sum(parts.values()))
@@ -697,6 +722,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--heads", type=int, default=Hyper.heads, help="attention heads (same weights, split finer)")
     ap.add_argument("--dropout", type=float, default=Hyper.dropout, help="dropout while training")
     ap.add_argument("--ema-decay", type=float, default=Hyper.ema_decay, help="ship a moving average of the weights")
+    ap.add_argument("--type-contrast-groups", type=int, default=Hyper.type_contrast_groups,
+                    help="question lists per step also asked for another answer type (gold must drop)")
+    ap.add_argument("--type-weight", type=float, default=Hyper.type_weight)
     ap.add_argument("--eval-every", type=int, default=Hyper.eval_every)
     ap.add_argument("--run-dir", type=Path, default=None, help="checkpoints; default training/runs/rerank/<out name>")
     ap.add_argument("--cache", type=Path, default=CACHE_DIR, help="teacher embedding cache")

@@ -11,6 +11,7 @@ import functools
 import hashlib
 import logging
 import os
+import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -125,6 +126,31 @@ def map_by_type(questions: list[Question], scores: list[np.ndarray]) -> dict[str
     return {
         t: {"questions": len(groups[t]), "map": round(float(np.mean(groups[t])), 4)} for t in order if t in groups
     }
+
+
+# Wh-phrases that ask for different kinds of answer; a question's answer sentence rarely answers the same
+# question asked with another of them ("how many people died in X" -> "when people died in X").
+ANSWER_TYPE_PHRASES = ("who", "when", "where", "how many", "why")
+_HOW_MEASURES = frozenset(
+    {"many", "much", "old", "long", "far", "big", "tall", "fast", "deep", "large", "high", "wide", "heavy"}
+)
+# Types close enough to share answers: a count and a measure, a process and a cause.
+_SHARES_ANSWERS = {"how many": {"how many"}, "how": {"why"}, "why": {"how"}}
+
+
+def swap_answer_type(question: str, rng: random.Random) -> str | None:
+    """The question with its wh-phrase replaced by one asking for another answer type, or None if it does
+    not start with who/when/where/why/how ("what"/"which" questions name their type later, if at all)."""
+    words = question.split()
+    first = words[0].lower() if words else ""
+    if first not in {"who", "when", "where", "why", "how"}:
+        return None
+    size, kind = 1, first
+    if first == "how" and len(words) > 1 and words[1].lower() in _HOW_MEASURES:
+        size, kind = 2, "how many"
+    excluded = {kind} | _SHARES_ANSWERS.get(kind, set())
+    target = rng.choice([t for t in ANSWER_TYPE_PHRASES if t not in excluded])
+    return " ".join([target, *words[size:]])
 
 
 # ---- BM25 (bm25s) ----
