@@ -54,7 +54,7 @@ train-rerank: $(VENV)/.dev-installed
 		wait $$fold0 && test $$fold1 -eq 0
 	$(BIN)/python -m training.rerank --out models/rerank-hash-nano --init-from models/sts-hash-nano \
 		--teacher minilm+e5 --e5-weight 1.0 --ce-weight 0.3 --pooled-teacher --sentence-query-groups 3 \
-		--ema-decay 0.998 --dropout 0 --cross-weight 1.0 --seed 5 --steps 2400
+		--ema-decay 0.998 --dropout 0 --cross-weight 1.0 --type-contrast-groups 6 --seed 4 --steps 2400
 	$(BIN)/python -m training.rerank_eval --model models/rerank-hash-nano
 	$(BIN)/python -m training.rerank_card --model models/rerank-hash-nano --notes training/RERANK_CARD_NOTES.md
 
