@@ -502,6 +502,7 @@ def train(args: argparse.Namespace) -> dict:
             dropout=args.dropout,
             sentence_query_groups=min(args.sentence_query_groups, 1),
             cross_weight=args.cross_weight,
+            type_contrast_groups=min(args.type_contrast_groups, 2),
         )
     torch.set_num_threads(1)
     torch.manual_seed(hp.seed)

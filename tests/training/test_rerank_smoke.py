@@ -38,9 +38,10 @@ def test_listwise_loss_prefers_the_gold_order() -> None:
 
 def _run(out: Path, run_dir: Path, cache: Path, steps: int) -> None:
     cmd = [sys.executable, "-m", "training.rerank", "--out", str(out), "--smoke", "--steps", str(steps), "--no-export"]
-    # The shipped recipe's paths: teacher KL on question, pooled and sentence-query lists, weight averaging.
+    # The shipped recipe's paths: teacher KL on question, pooled and sentence-query lists, answer-type contrast,
+    # weight averaging.
     cmd += ["--teacher", "minilm", "--pooled-teacher", "--ema-decay", "0.9", "--dropout", "0"]
-    cmd += ["--sentence-query-groups", "1", "--pool-cache", str(cache / "pool")]
+    cmd += ["--sentence-query-groups", "1", "--pool-cache", str(cache / "pool"), "--type-contrast-groups", "2"]
     cmd += ["--run-dir", str(run_dir), "--cache", str(cache)]
     subprocess.run(cmd, cwd=ROOT, check=True, timeout=300, env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"})
 
@@ -57,6 +58,7 @@ def test_smoke_train_resume_and_reload(tmp_path: Path) -> None:
     summary = json.loads((out / "training.json").read_text())
     assert [h["step"] for h in summary["history"]] == [3, 6]  # one run of 3 steps, then the resumed 3
     assert {"kl", "pooled_kl", "sq_kl", "ict"} <= set(summary["history"][-1]["loss"])  # every list type trained
+    assert any("type" in h["loss"] for h in summary["history"])  # an answered who/when/... question was swapped
     assert summary["params"] <= 1_000_000
     assert 0.0 <= summary["dev_map"] <= 1.0
     for name in ("config.json", "model.safetensors", "tokenizer.json", "vocab.txt"):
