@@ -44,6 +44,7 @@ from app.modeling.bert_hash import BertHashForSequenceClassification
 from app.modeling.checkpoint import save_model
 from app.modeling.config import PRESETS, ModelConfig
 from app.modeling.tokenizer import PairTokenizer, Truncation
+from training.answer_types import answer_type_match
 from training.rerank_data import (
     CACHE_DIR,
     ROOT,
@@ -118,6 +119,10 @@ class Hyper:
     type_contrast_groups: int = 0
     type_margin: float = 0.5
     type_weight: float = 1.0
+    # Adds this many teacher standard deviations to the teacher's score of every candidate that carries the
+    # answer type a rule reads in the question (training.answer_types: a date for "when", a number for "how
+    # many"), on question and pooled lists: a teacher signal for the answer type, which the teachers lack.
+    type_rule_weight: float = 0.0
     # Share of the cross-encoder teacher (training/cross_teacher.py: MiniLM read as a cross-encoder, scores
     # cross-fitted over article folds) in the question lists' teacher; the bi-encoder mix keeps the rest.
     # It reads question and sentence together, yet is as blind to the wh-word as e5 (see type_contrast_groups).
@@ -320,7 +325,11 @@ class ListSampler:
         narrower band). cross: the held-out cross-encoder logits of these candidates, cross_weight of the mix."""
         if not self.teachers:
             return np.zeros(len(cands), dtype=np.float32)
-        return self._mix([se[cands] @ qe[qi] for qe, se in self.teachers], cross)
+        scores = self._mix([se[cands] @ qe[qi] for qe, se in self.teachers], cross)
+        if self.hp.type_rule_weight:
+            match = answer_type_match(self.questions[qi].text, [self.s_texts[c] for c in cands])
+            scores = scores + (self.hp.type_rule_weight * self.teacher_stats[0][1] * match).astype(np.float32)
+        return scores
 
     def _mix(self, cosines: list[np.ndarray], cross: np.ndarray | None = None) -> np.ndarray:
         """One cosine array per teacher (+ cross-encoder logits) -> the weighted mean of their z-scores on
@@ -487,6 +496,7 @@ def train(args: argparse.Namespace) -> dict:
         cross_weight=args.cross_weight,
         type_contrast_groups=args.type_contrast_groups,
         type_weight=args.type_weight,
+        type_rule_weight=args.type_rule_weight,
     )
     if args.smoke:
         hp = Hyper(
@@ -504,6 +514,7 @@ def train(args: argparse.Namespace) -> dict:
             sentence_query_groups=min(args.sentence_query_groups, 1),
             cross_weight=args.cross_weight,
             type_contrast_groups=min(args.type_contrast_groups, 2),
+            type_rule_weight=args.type_rule_weight,
         )
     torch.set_num_threads(1)
     torch.manual_seed(hp.seed)
@@ -727,6 +738,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--type-contrast-groups", type=int, default=Hyper.type_contrast_groups,
                     help="question lists per step also asked for another answer type (gold must drop)")
     ap.add_argument("--type-weight", type=float, default=Hyper.type_weight)
+    ap.add_argument("--type-rule-weight", type=float, default=Hyper.type_rule_weight,
+                    help="teacher std devs added to candidates with the answer type the question asks for")
     ap.add_argument("--eval-every", type=int, default=Hyper.eval_every)
     ap.add_argument("--run-dir", type=Path, default=None, help="checkpoints; default training/runs/rerank/<out name>")
     ap.add_argument("--cache", type=Path, default=CACHE_DIR, help="teacher embedding cache")

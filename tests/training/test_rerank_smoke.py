@@ -38,10 +38,11 @@ def test_listwise_loss_prefers_the_gold_order() -> None:
 
 def _run(out: Path, run_dir: Path, cache: Path, steps: int) -> None:
     cmd = [sys.executable, "-m", "training.rerank", "--out", str(out), "--smoke", "--steps", str(steps), "--no-export"]
-    # The shipped recipe's paths: teacher KL on question, pooled and sentence-query lists, answer-type contrast,
-    # weight averaging.
+    # The shipped recipe's paths: teacher KL on question, pooled and sentence-query lists, answer-type contrast
+    # and rule, weight averaging.
     cmd += ["--teacher", "minilm", "--pooled-teacher", "--ema-decay", "0.9", "--dropout", "0"]
     cmd += ["--sentence-query-groups", "1", "--pool-cache", str(cache / "pool"), "--type-contrast-groups", "2"]
+    cmd += ["--type-rule-weight", "2"]
     cmd += ["--run-dir", str(run_dir), "--cache", str(cache)]
     subprocess.run(cmd, cwd=ROOT, check=True, timeout=300, env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"})
 
