@@ -116,8 +116,7 @@ def train_fold(args: argparse.Namespace) -> dict:
         opt.load_state_dict(ck["opt"])
         sched.load_state_dict(ck["sched"])
         state = ck["state"]
-        rng.setstate(ck["rng"])
-        sampler.rng.setstate(ck["sampler_rng"])
+        rng.setstate(ck["rng"])  # the sampler's own generator is re-seeded from rng every step
         log.info("resumed at step %d", state["step"])
 
     model.train()
@@ -149,7 +148,7 @@ def train_fold(args: argparse.Namespace) -> dict:
                      {k: round(v / CHECKPOINT_EVERY, 4) for k, v in running.items()}, state["train_seconds"])
             running = {"kl": 0.0, "ce": 0.0}
             ck = {"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
-                  "state": state, "rng": rng.getstate(), "sampler_rng": sampler.rng.getstate()}
+                  "state": state, "rng": rng.getstate()}
             torch.save(ck, run_dir / "last.tmp")
             os.replace(run_dir / "last.tmp", last)
             t_seg = time.time()
