@@ -4,8 +4,8 @@ Neither teacher reacts to the question's wh-word (training.rerank's Hyper.type_c
 measurement), yet two answer types are easy to see in the sentence itself: a "when" question is answered by
 a sentence with a year, a month or a century, a "how many" question by one with a number. On WikiQA train
 91% of the gold sentences of "when"-type questions carry a date and 34% of the other article sentences do;
-for "how many"-type questions it is 96% against 48%. Adding the match to e5's z-scored cosine raises e5's
-train MAP from 0.741 to 0.758. The rule only ever adds to the teacher's scores; the served model never sees it.
+for "how many"-type questions it is 96% against 48%. Adding twice the match to e5's z-scored cosine raises
+e5's train MAP from 0.741 to 0.758. The rule only ever adds to the teacher's scores; the served model never sees it.
 """
 
 from __future__ import annotations
@@ -19,8 +19,9 @@ AnswerType = Literal["time", "count"]
 
 _MONTHS = "january|february|march|april|may|june|july|august|september|october|november|december"
 _NUMBER_WORDS = (
-    "one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|thirteen|fifteen|twenty|thirty|forty|fifty|"
-    "sixty|seventy|eighty|ninety|hundreds?|thousands?|millions?|billions?|trillions?|dozens?"
+    "one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|thirteen|fourteen|fifteen|sixteen|seventeen|"
+    "eighteen|nineteen|twenty|thirty|forty|fifty|sixty|seventy|eighty|ninety|hundreds?|thousands?|millions?|"
+    "billions?|trillions?|dozens?"
 )
 _TIME = re.compile(
     rf"\b(1\d{{3}}|20\d{{2}})s?\b|\b\d{{1,2}}(st|nd|rd|th)? century\b|\b({_MONTHS})\b|\bBC\b|\bAD\b",
