@@ -15,6 +15,8 @@ from typing import Literal
 
 import numpy as np
 
+from training.rerank_data import HOW_MEASURES
+
 AnswerType = Literal["time", "count"]
 
 _MONTHS = "january|february|march|april|may|june|july|august|september|october|november|december"
@@ -29,7 +31,8 @@ _TIME = re.compile(
 )
 _COUNT = re.compile(rf"\d|\b({_NUMBER_WORDS})\b", re.IGNORECASE)
 _TIME_QUESTION = re.compile(r"^(when\b|(in )?(what|which) (year|date|day|month|century|decade)\b)")
-_HOW_MEASURE = re.compile(r"^how (many|much|old|long|far|big|tall|fast|deep|large|high|wide|heavy|often)\b")
+# The measures swap_answer_type reads as "how many", and a frequency, which a number answers too.
+_HOW_MEASURE = re.compile(rf"^how ({'|'.join(sorted(HOW_MEASURES | {'often'}))})\b")
 _WHAT_MEASURE = re.compile(
     r"^what (is|was|are|were) the (population|percentage|number|size|length|height|area|age|cost|price)\b"
 )

@@ -131,7 +131,7 @@ def map_by_type(questions: list[Question], scores: list[np.ndarray]) -> dict[str
 # Wh-phrases that ask for different kinds of answer; a question's answer sentence rarely answers the same
 # question asked with another of them ("how many people died in X" -> "when people died in X").
 ANSWER_TYPE_PHRASES = ("who", "when", "where", "how many", "why")
-_HOW_MEASURES = frozenset(
+HOW_MEASURES = frozenset(
     {"many", "much", "old", "long", "far", "big", "tall", "fast", "deep", "large", "high", "wide", "heavy"}
 )
 # Types close enough to share answers: a count and a measure, a process and a cause.
@@ -146,7 +146,7 @@ def swap_answer_type(question: str, rng: random.Random) -> str | None:
     if first not in {"who", "when", "where", "why", "how"}:
         return None
     size, kind = 1, first
-    if first == "how" and len(words) > 1 and words[1].lower() in _HOW_MEASURES:
+    if first == "how" and len(words) > 1 and words[1].lower() in HOW_MEASURES:
         size, kind = 2, "how many"
     excluded = {kind} | _SHARES_ANSWERS.get(kind, set())
     target = rng.choice([t for t in ANSWER_TYPE_PHRASES if t not in excluded])
