@@ -95,15 +95,17 @@ def reciprocal_rank(scores: np.ndarray, labels: np.ndarray, k: int | None = None
     return 1.0 / (rel[0] + 1)
 
 
+def average_precisions(questions: list[Question], scores: list[np.ndarray]) -> np.ndarray:
+    """AP of each question with at least one correct answer, in order (MAP is their mean)."""
+    return np.array(
+        [average_precision(s, np.asarray(q.labels)) for q, s in zip(questions, scores, strict=True) if q.has_answer]
+    )
+
+
 def map_mrr(questions: list[Question], scores: list[np.ndarray]) -> tuple[float, float]:
     """MAP / MRR over the questions with at least one correct answer (the standard WikiQA protocol)."""
-    aps, rrs = [], []
-    for q, s in zip(questions, scores, strict=True):
-        if q.has_answer:
-            labels = np.asarray(q.labels)
-            aps.append(average_precision(s, labels))
-            rrs.append(reciprocal_rank(s, labels))
-    return float(np.mean(aps)), float(np.mean(rrs))
+    rrs = [reciprocal_rank(s, np.asarray(q.labels)) for q, s in zip(questions, scores, strict=True) if q.has_answer]
+    return float(average_precisions(questions, scores).mean()), float(np.mean(rrs))
 
 
 QUESTION_TYPES = ("what", "how", "who", "when", "where")

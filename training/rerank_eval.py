@@ -23,6 +23,7 @@ from training.rerank_data import (
     CACHE_DIR,
     BM25Index,
     Question,
+    average_precisions,
     load_wikiqa_tsv,
     map_by_type,
     map_mrr,
@@ -32,6 +33,16 @@ from training.rerank_data import (
 
 log = logging.getLogger("training.rerank_eval")
 TOP_K = 100
+BOOTSTRAP_RESAMPLES = 10_000
+
+
+def bootstrap_ci95(per_question: np.ndarray, resamples: int = BOOTSTRAP_RESAMPLES, seed: int = 0) -> list[float]:
+    """95% percentile interval of the mean of per-question values, resampling the questions with replacement
+    (for two systems, pass their paired per-question differences): how far the test set's few hundred
+    questions let a MAP be trusted."""
+    rng = np.random.default_rng(seed)
+    means = per_question[rng.integers(0, len(per_question), size=(resamples, len(per_question)))].mean(axis=1)
+    return [round(float(x), 4) for x in np.percentile(means, [2.5, 97.5])]
 
 
 def ndcg_at(scores: np.ndarray, rel: np.ndarray, k: int, n_relevant: int) -> float:
@@ -57,14 +68,26 @@ def pooled_corpus(questions: list[Question]) -> tuple[list[str], dict[str, set[i
     return corpus, qrels
 
 
-def pipeline_metrics(runs: list[tuple[np.ndarray, np.ndarray]], relevant: list[set[int]]) -> dict[str, float]:
-    """runs[i] = (doc indices of the top-100, their scores) for query i."""
-    nd, rr = [], []
+def per_query_ndcg_mrr(runs: list[tuple[np.ndarray, np.ndarray]], relevant: list[set[int]]) -> np.ndarray:
+    """(queries, 2) nDCG@10 and MRR@10 of each query; runs[i] = (doc indices of the top-100, their scores)."""
+    rows = []
     for (docs, scores), rel_set in zip(runs, relevant, strict=True):
         rel = np.array([d in rel_set for d in docs], dtype=np.float64)
-        nd.append(ndcg_at(scores, rel, 10, len(rel_set)))
-        rr.append(reciprocal_rank(scores, rel, k=10))
-    return {"ndcg@10": round(float(np.mean(nd)), 4), "mrr@10": round(float(np.mean(rr)), 4)}
+        rows.append((ndcg_at(scores, rel, 10, len(rel_set)), reciprocal_rank(scores, rel, k=10)))
+    return np.array(rows)
+
+
+def pipeline_metrics(per_query: np.ndarray, baseline: np.ndarray | None = None) -> dict:
+    """Mean nDCG@10 / MRR@10 with the nDCG's bootstrap interval and, against a baseline ranking of the same
+    queries (BM25's own order), the interval of the paired nDCG@10 difference."""
+    out: dict = {
+        "ndcg@10": round(float(per_query[:, 0].mean()), 4),
+        "ndcg@10_ci95": bootstrap_ci95(per_query[:, 0]),
+        "mrr@10": round(float(per_query[:, 1].mean()), 4),
+    }
+    if baseline is not None:
+        out["ndcg@10_minus_bm25_ci95"] = bootstrap_ci95(per_query[:, 0] - baseline[:, 0])
+    return out
 
 
 def evaluate(
@@ -85,6 +108,7 @@ def evaluate(
     bm25 = BM25Index(corpus)
     docs, bm25_scores = bm25.search([q.text for q in queries], TOP_K)
     relevant = [qrels[q.qid] for q in queries]
+    bm25_per_query = per_query_ndcg_mrr(list(zip(docs, bm25_scores, strict=True)), relevant)
     recall = np.mean([len(set(d.tolist()) & r) / len(r) for d, r in zip(docs, relevant, strict=True)])
     result: dict = {
         "model": model_dir.name,
@@ -94,9 +118,10 @@ def evaluate(
             "corpus_sentences": len(corpus),
             "queries": len(queries),
             "bm25_recall@100": round(float(recall), 4),
-            "bm25": pipeline_metrics(list(zip(docs, bm25_scores, strict=True)), relevant),
+            "bm25": pipeline_metrics(bm25_per_query),
         },
     }
+    aps: dict[str, np.ndarray] = {}  # per-question AP of each system, for paired confidence intervals
     if split == "test":
         # The MiniLM bi-encoder teacher, for reference: cosine on the given candidates and on the same top-100.
         tag = "-smoke" if smoke else ""
@@ -107,9 +132,16 @@ def evaluate(
         cos = [c_emb[[sid_index[s] for s in q.sentence_ids]] @ q_emb[qpos[q.qid]] for q in answered]
         m, r = map_mrr(answered, cos)
         by_type = map_by_type(answered, cos)
-        result["wikiqa"]["minilm_cosine"] = {"map": round(m, 4), "mrr": round(r, 4), "by_type": by_type}
+        aps["minilm_cosine"] = average_precisions(answered, cos)
+        result["wikiqa"]["minilm_cosine"] = {
+            "map": round(m, 4),
+            "map_ci95": bootstrap_ci95(aps["minilm_cosine"]),
+            "mrr": round(r, 4),
+            "by_type": by_type,
+        }
+        minilm_runs = [(d, c_emb[d] @ q_emb[qpos[q.qid]]) for d, q in zip(docs, queries, strict=True)]
         result["pooled_bm25_top100"]["minilm_rerank"] = pipeline_metrics(
-            [(d, c_emb[d] @ q_emb[qpos[q.qid]]) for d, q in zip(docs, queries, strict=True)], relevant
+            per_query_ndcg_mrr(minilm_runs, relevant), bm25_per_query
         )
 
     for backend in backends:
@@ -120,16 +152,22 @@ def evaluate(
         per_question = _split(flat, [len(q.sentences) for q in answered])
         m, r = map_mrr(answered, per_question)
         pairs_per_s = round(len(pairs) / (time.time() - t))
+        aps[backend] = average_precisions(answered, per_question)
         result["wikiqa"][backend] = {
             "map": round(m, 4),
+            "map_ci95": bootstrap_ci95(aps[backend]),
             "mrr": round(r, 4),
             "pairs_per_s": pairs_per_s,
             "by_type": map_by_type(answered, per_question),
         }
+        for other, key in (("minilm_cosine", "map_minus_minilm_ci95"), ("onnx", "map_minus_fp32_ci95")):
+            if other in aps and other != backend:
+                result["wikiqa"][backend][key] = bootstrap_ci95(aps[backend] - aps[other])
         t = time.time()
         pairs = [(q.text, corpus[i]) for d, q in zip(docs, queries, strict=True) for i in d]
         flat = scorer.score(pairs, raw=True, truncation="only_second", batch_size=64)
-        metrics = pipeline_metrics(list(zip(docs, _split(flat, [len(d) for d in docs]), strict=True)), relevant)
+        runs = list(zip(docs, _split(flat, [len(d) for d in docs]), strict=True))
+        metrics = pipeline_metrics(per_query_ndcg_mrr(runs, relevant), bm25_per_query)
         metrics["pairs_per_s"] = round(len(pairs) / (time.time() - t))
         result["pooled_bm25_top100"][f"rerank_{backend}"] = metrics
         log.info("%s: %s | %s", backend, result["wikiqa"][backend], metrics)
