@@ -42,7 +42,7 @@ def _run(out: Path, run_dir: Path, cache: Path, steps: int) -> None:
     # and rule, weight averaging.
     cmd += ["--teacher", "minilm", "--pooled-teacher", "--ema-decay", "0.9", "--dropout", "0"]
     cmd += ["--sentence-query-groups", "1", "--pool-cache", str(cache / "pool"), "--type-contrast-groups", "2"]
-    cmd += ["--type-rule-weight", "2"]
+    cmd += ["--type-rule-weight", "2", "--typed-share", "0.5"]
     cmd += ["--run-dir", str(run_dir), "--cache", str(cache)]
     subprocess.run(cmd, cwd=ROOT, check=True, timeout=300, env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"})
 
