@@ -296,7 +296,7 @@ class ListSampler:
         hp, rng = self.hp, self.rng
         if qi is None:
             # rng.random() only when typed_share is set, so earlier commands draw the same lists.
-            typed = hp.typed_share > 0 and self.typed and rng.random() < hp.typed_share
+            typed = hp.typed_share > 0 and bool(self.typed) and rng.random() < hp.typed_share
             qi = rng.choice(self.typed) if typed else rng.randrange(len(self.questions))
         q = self.questions[qi]
         labels = np.asarray(q.labels)
