@@ -26,7 +26,7 @@ def _map_cell(m: dict) -> str:
     return f"{m['map']:.4f} {_interval(m.get('map_ci95'))}".rstrip()
 
 
-def _paired_lines(wq: dict) -> list[str]:
+def _paired_lines(wq: dict, resamples: int) -> list[str]:
     """The paired bootstrap intervals of MAP differences (rerank_eval), if the evaluation recorded them."""
     parts = []
     for backend, name in (("onnx", "fp32"), ("onnx-int8", "int8")):
@@ -36,7 +36,7 @@ def _paired_lines(wq: dict) -> list[str]:
     if not parts:
         return []
     return [
-        "MAP in brackets: its 95% bootstrap interval over the questions (10,000 resamples). Intervals of the",
+        f"MAP in brackets: its 95% bootstrap interval over the questions ({resamples:,} resamples). Intervals of the",
         "paired MAP differences, question by question: " + "; ".join(parts) + ".",
         "",
     ]
@@ -90,7 +90,7 @@ def render(model_dir: Path, notes: str) -> str:
     lines += [
         f"| all-MiniLM-L6-v2 cosine (22M, reference) | {_map_cell(mc)} | {mc['mrr']:.4f} | |",
         "",
-        *_paired_lines(wq),
+        *_paired_lines(wq, ev.get("bootstrap_resamples", 0)),
         *_by_type_table(wq),
         f"Search pipeline: all {pool['corpus_sentences']:,} distinct WikiQA test sentences pooled into one corpus;",
         f"each of the {pool['queries']} test questions with an answer is a query; BM25 (bm25s, English stopwords)",

@@ -113,6 +113,7 @@ def evaluate(
     result: dict = {
         "model": model_dir.name,
         "split": split,
+        "bootstrap_resamples": BOOTSTRAP_RESAMPLES,  # of every *_ci95 interval below
         "wikiqa": {"questions": len(answered)},
         "pooled_bm25_top100": {
             "corpus_sentences": len(corpus),
