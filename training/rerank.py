@@ -45,6 +45,7 @@ from app.modeling.checkpoint import save_model
 from app.modeling.config import PRESETS, ModelConfig
 from app.modeling.tokenizer import PairTokenizer, Truncation
 from training.answer_types import answer_type_match, expected_answer_type
+from training.hidden_distill import CrossTeacherStates, LayerDistiller, student_forward
 from training.rerank_data import (
     CACHE_DIR,
     ROOT,
@@ -138,6 +139,14 @@ class Hyper:
     # Dropout while training (the config's 0.1 otherwise): a 1M-parameter model underfits this task (train
     # MAP stays near dev MAP), so regularising it further costs more than it saves.
     dropout: float = 0.1
+    # Layer-wise distillation from the cross-encoder fold that held the question out (training.hidden_distill):
+    # on the first distill_groups question lists of each step, MSE to its hidden states (hidden_weight) and KL to
+    # its last layer's self-attention relations (relation_weight). Each list costs a MiniLM-L6 forward (~0.5 s
+    # on one core), hence only a few lists per step.
+    distill_groups: int = 0
+    hidden_weight: float = 1.0
+    relation_weight: float = 1.0
+    relation_heads: int = 4
 
 
 # ---- model init ----
@@ -265,10 +274,12 @@ class ListSampler:
         if split_sizes != {len(files)}:
             raise ValueError(f"{len(files)} cross-fold files in {cache_dir} come from {sorted(split_sizes)}-way "
                              "fold splits: re-run training.cross_teacher for every fold of one split")
-        for path in files:
+        self.held_out_fold = np.full(len(self.questions), -1)
+        for fold, path in enumerate(files):
             part = np.load(path)
             for qi, si, logit in zip(part["q"], part["s"], part["logit"], strict=True):
                 self.cross[int(qi)][int(si)] = float(logit)
+            self.held_out_fold[np.unique(part["q"])] = fold
         missing = [i for i, c in enumerate(self.cross) if not c]
         if missing:
             raise ValueError(f"{len(missing)} train questions have no cross-encoder scores (a fold is missing)")
@@ -294,10 +305,7 @@ class ListSampler:
     def question_list(self, qi: int | None = None) -> tuple[str, list[str], np.ndarray, np.ndarray]:
         """(question, article sentences + BM25 negatives, gold, teacher) of question qi (default: a random one)."""
         hp, rng = self.hp, self.rng
-        if qi is None:
-            # rng.random() only when typed_share is set, so earlier commands draw the same lists.
-            typed = hp.typed_share > 0 and bool(self.typed) and rng.random() < hp.typed_share
-            qi = rng.choice(self.typed) if typed else rng.randrange(len(self.questions))
+        qi = self.pick_question() if qi is None else qi
         q = self.questions[qi]
         labels = np.asarray(q.labels)
         idx = list(range(len(q.sentences)))
@@ -314,6 +322,12 @@ class ListSampler:
         cross = np.array([self.cross[qi][c] for c in cands]) if self.cross else None
         teacher = self.teacher_scores(qi, cands, cross)
         return q.text, [self.s_texts[c] for c in cands], np.asarray(gold, dtype=np.float32), teacher
+
+    def pick_question(self) -> int:
+        """The next question list's question (what question_list draws when given none)."""
+        # rng.random() only when typed_share is set, so earlier commands draw the same lists.
+        typed = self.hp.typed_share > 0 and bool(self.typed) and self.rng.random() < self.hp.typed_share
+        return self.rng.choice(self.typed) if typed else self.rng.randrange(len(self.questions))
 
     def sentence_query_list(self) -> tuple[str, list[str], np.ndarray]:
         """(pool sentence, 14 of its BM25 top-30 WikiQA train sentences, teacher scores)."""
@@ -507,6 +521,9 @@ def train(args: argparse.Namespace) -> dict:
         type_weight=args.type_weight,
         type_rule_weight=args.type_rule_weight,
         typed_share=args.typed_share,
+        distill_groups=args.distill_groups,
+        hidden_weight=args.hidden_weight,
+        relation_weight=args.relation_weight,
     )
     if args.smoke:
         hp = Hyper(
@@ -526,6 +543,7 @@ def train(args: argparse.Namespace) -> dict:
             type_contrast_groups=min(args.type_contrast_groups, 2),
             type_rule_weight=args.type_rule_weight,
             typed_share=args.typed_share,
+            distill_groups=min(args.distill_groups, 1),
         )
     torch.set_num_threads(1)
     torch.manual_seed(hp.seed)
@@ -559,7 +577,9 @@ def train(args: argparse.Namespace) -> dict:
     for module in model.modules():
         if isinstance(module, torch.nn.Dropout):
             module.p = hp.dropout
-    opt = torch.optim.AdamW(model.parameters(), lr=hp.lr, weight_decay=hp.weight_decay)
+    distill = _layer_distillation(model, sampler, hp, args.cross_run_dirs)
+    trained = list(model.parameters()) + (list(distill[1].parameters()) if distill else [])
+    opt = torch.optim.AdamW(trained, lr=hp.lr, weight_decay=hp.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _lr_factor(s, hp))
     state = {"step": 0, "best_map": -1.0, "best_step": 0, "history": [], "train_seconds": 0.0}
     ema = WeightAverage(model, hp.ema_decay) if hp.ema_decay > 0 else None
@@ -567,6 +587,8 @@ def train(args: argparse.Namespace) -> dict:
     if last.is_file():
         ck = torch.load(last, weights_only=False)
         model.load_state_dict(ck["model"])
+        if distill:
+            distill[1].load_state_dict(ck["distiller"])
         if ema is not None:
             ema.shadow = ck["ema"]
         opt.load_state_dict(ck["opt"])
@@ -582,10 +604,15 @@ def train(args: argparse.Namespace) -> dict:
     while state["step"] < hp.steps:
         losses: list[torch.Tensor] = []
         for group in range(hp.q_groups):
-            query, cands, gold, teacher = sampler.question_list()
-            logits = model(**_to_tensors(tok, [(query, c) for c in cands]))[:, 0]
+            qi = sampler.pick_question()
+            query, cands, gold, teacher = sampler.question_list(qi)
+            batch = _to_tensors(tok, [(query, c) for c in cands])
+            if distill and group < hp.distill_groups:
+                logits, layer_parts = _distilled_forward(model, batch, distill, int(sampler.held_out_fold[qi]), hp)
+            else:
+                logits, layer_parts = model(**batch)[:, 0], {}
             t_scores = torch.from_numpy(teacher) if hp.teacher != "none" else None
-            parts = list_losses(logits, torch.from_numpy(gold), t_scores, hp)
+            parts = list_losses(logits, torch.from_numpy(gold), t_scores, hp) | layer_parts
             swapped = swap_answer_type(query, sampler.rng) if group < hp.type_contrast_groups else None
             if swapped is not None and gold.sum() > 0:
                 swap_logits = model(**_to_tensors(tok, [(swapped, c) for c in cands]))[:, 0]
@@ -652,6 +679,7 @@ def train(args: argparse.Namespace) -> dict:
                 "hyper": asdict(hp),
                 "config": model.config.to_hf_dict(),  # the shape, which --init-from may have changed
                 "ema": ema.shadow if ema is not None else None,
+                "distiller": distill[1].state_dict() if distill else None,
             }
             torch.save(ck, run_dir / "last.tmp")
             os.replace(run_dir / "last.tmp", last)
@@ -711,6 +739,44 @@ def snapshot(args: argparse.Namespace) -> dict:
     return summary
 
 
+def _layer_distillation(
+    model: BertHashForSequenceClassification, sampler: ListSampler, hp: Hyper, run_dirs: list[Path] | None
+) -> tuple[CrossTeacherStates, LayerDistiller] | None:
+    """The cross-encoder folds' states and the distiller, when hp.distill_groups asks for them. run_dirs:
+    the folds' checkpoint directories in fold order (default: training.cross_teacher's own)."""
+    if hp.distill_groups <= 0:
+        return None
+    if not sampler.cross:
+        raise ValueError("layer distillation reads the cross-encoder folds: it needs --cross-weight > 0")
+    folds = int(sampler.held_out_fold.max()) + 1
+    run_dirs = run_dirs or [RUNS_DIR / f"cross-fold{k}of{folds}" for k in range(folds)]
+    if len(run_dirs) != folds:
+        raise ValueError(f"{len(run_dirs)} cross-encoder run directories for {folds} folds")
+    teacher = CrossTeacherStates(run_dirs)
+    cfg = model.config
+    distiller = LayerDistiller(cfg.hidden_size, cfg.num_hidden_layers, teacher.hidden_size, teacher.layers,
+                               hp.relation_heads)
+    return teacher, distiller
+
+
+def _distilled_forward(
+    model: BertHashForSequenceClassification,
+    batch: dict[str, torch.Tensor],
+    distill: tuple[CrossTeacherStates, LayerDistiller],
+    fold: int,
+    hp: Hyper,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """The student's logits and its layer losses against the fold model that held this question out."""
+    teacher, distiller = distill
+    logits, states = student_forward(model, batch)
+    target = teacher.states(fold, batch)
+    mask = batch["attention_mask"]
+    return logits, {
+        "hidden": hp.hidden_weight * distiller.hidden_loss(states, target, mask),
+        "relation": hp.relation_weight * distiller.relation_loss(states, target, mask),
+    }
+
+
 def _lr_factor(step: int, hp: Hyper) -> float:
     if step < hp.warmup:
         return (step + 1) / hp.warmup
@@ -753,6 +819,12 @@ def main(argv: list[str] | None = None) -> None:
                     help="teacher std devs added to candidates with the answer type the question asks for")
     ap.add_argument("--typed-share", type=float, default=Hyper.typed_share,
                     help="share of question lists drawn from answered questions whose answer type the rule reads")
+    ap.add_argument("--distill-groups", type=int, default=Hyper.distill_groups,
+                    help="question lists per step distilled layer by layer from the cross-encoder fold")
+    ap.add_argument("--cross-run-dirs", type=Path, nargs="+", default=None,
+                    help="the cross-encoder folds' checkpoint directories, in fold order (for --distill-groups)")
+    ap.add_argument("--hidden-weight", type=float, default=Hyper.hidden_weight)
+    ap.add_argument("--relation-weight", type=float, default=Hyper.relation_weight)
     ap.add_argument("--eval-every", type=int, default=Hyper.eval_every)
     ap.add_argument("--run-dir", type=Path, default=None, help="checkpoints; default training/runs/rerank/<out name>")
     ap.add_argument("--cache", type=Path, default=CACHE_DIR, help="teacher embedding cache")

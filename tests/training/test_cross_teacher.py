@@ -67,9 +67,13 @@ def test_folds_score_every_held_out_question_and_the_student_trains_on_them(tmp_
     out = tmp_path / "student"
     cmd = [sys.executable, "-m", "training.rerank", "--out", str(out), "--smoke", "--steps", "2", "--no-export"]
     cmd += ["--teacher", "minilm", "--cross-weight", "0.5", "--run-dir", str(runs / "student"), "--cache", str(cache)]
+    # One question list per step is also distilled layer by layer from the fold model that held it out.
+    cmd += ["--distill-groups", "1", "--cross-run-dirs", str(runs / "fold0"), str(runs / "fold1")]
     subprocess.run(cmd, cwd=ROOT, check=True, timeout=300, env=ENV)
     summary = json.loads((out / "training.json").read_text())
     assert summary["hyper"]["cross_weight"] == 0.5 and "kl" in summary["history"][-1]["loss"]
+    layer_losses = [summary["history"][-1]["loss"][k] for k in ("hidden", "relation")]
+    assert all(np.isfinite(v) and v > 0 for v in layer_losses)
 
     # A fold file left over from another split (here "fold 2 of 3") would score some questions twice: refused.
     stale = cross_scores_path(cache, 2, smoke=True)
