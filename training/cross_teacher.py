@@ -38,6 +38,7 @@ from training.rerank_data import (
     load_wikiqa_train,
     load_wikiqa_tsv,
     map_mrr,
+    shuffled_articles,
 )
 
 log = logging.getLogger("training.cross_teacher")
@@ -63,8 +64,7 @@ class CrossEncoder(torch.nn.Module):
 
 def article_folds(questions: list[Question], folds: int, seed: int) -> np.ndarray:
     """Fold number per question; all questions of one article (same sentence list) land in the same fold."""
-    keys = sorted({tuple(q.sentences) for q in questions})
-    random.Random(seed).shuffle(keys)
+    keys = shuffled_articles([tuple(q.sentences) for q in questions], seed)
     fold_of_key = {k: i % folds for i, k in enumerate(keys)}
     return np.array([fold_of_key[tuple(q.sentences)] for q in questions])
 

@@ -59,6 +59,7 @@ from training.rerank_data import (
     map_mrr,
     minilm_embed,
     question_type,
+    shuffled_articles,
     swap_answer_type,
 )
 
@@ -271,8 +272,7 @@ class ListSampler:
         """Question rows of a fixed `share` of the articles (all rows at 1.0), in row order."""
         if share >= 1.0:
             return list(range(len(self.questions)))
-        articles = sorted({tuple(c.tolist()) for c in self.cand_ids})
-        random.Random(12345).shuffle(articles)
+        articles = shuffled_articles([tuple(c.tolist()) for c in self.cand_ids], seed=12345)
         kept = set(articles[: max(1, round(share * len(articles)))])
         return [i for i, c in enumerate(self.cand_ids) if tuple(c.tolist()) in kept]
 

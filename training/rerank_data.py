@@ -13,7 +13,7 @@ import logging
 import os
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -54,6 +54,14 @@ def load_wikiqa_train(path: Path | None = None) -> list[Question]:
         questions[-1].sentences.append(s)
         questions[-1].labels.append(int(label))
     return questions
+
+
+def shuffled_articles(article_keys: list[Hashable], seed: int) -> list[Hashable]:
+    """The distinct article keys in a fixed pseudo-random order: whoever splits the train questions by article
+    (teacher folds, a labelled share) draws from this one order, so a seed means the same split everywhere."""
+    keys = sorted(set(article_keys))
+    random.Random(seed).shuffle(keys)
+    return keys
 
 
 def load_wikiqa_tsv(split: str) -> list[Question]:
