@@ -112,7 +112,9 @@ def _from_validation(exc: RequestValidationError) -> ApiError:
         return ApiError(422, "validation_error", f"the body is not valid JSON{where}: {detail}".rstrip(": "))
     param = ".".join(loc) or None
     message = str(first.get("msg", "invalid value"))
-    if first.get("type") == "missing":
+    if first.get("type") == "missing" and param is None:
+        message = "the body is empty; send a JSON object (see /docs for the request schema)"
+    elif first.get("type") == "missing":
         message = f"field required: {param}"
     elif first.get("type") == "extra_forbidden":
         message = f"unknown field {param}; see /docs for the request schema"

@@ -87,6 +87,12 @@ async def test_content_types(client: httpx.AsyncClient) -> None:
     assert ok.status_code == 200
 
 
+async def test_empty_body_says_it_is_empty(client: httpx.AsyncClient) -> None:
+    for path in ("/score", "/rank"):
+        error = assert_error(await client.post(path, content=b"", headers=JSON), 422)
+        assert error["message"].startswith("the body is empty"), error
+
+
 async def test_unknown_route_and_method(client: httpx.AsyncClient) -> None:
     assert_error(await client.get("/nope"), 404, "not_found")
     assert_error(await client.get("/score"), 405, "method_not_allowed")
