@@ -47,6 +47,7 @@ from app.modeling.config import PRESETS, ModelConfig
 from app.modeling.tokenizer import PairTokenizer, Truncation
 from training.answer_types import answer_type_match, expected_answer_type
 from training.hidden_distill import CrossTeacherStates, LayerDistiller, student_forward
+from training.question_augment import QuestionRewriter, cached_neighbours
 from training.rerank_data import (
     CACHE_DIR,
     ROOT,
@@ -154,6 +155,11 @@ class Hyper:
     # whole articles): a data-scaling diagnostic. The other articles' sentences stay in as unlabelled text
     # (BM25 negatives, sentence-query candidates, inverse cloze).
     labelled_share: float = 1.0
+    # Share of question lists whose question is reworded (training.question_augment: content words swapped for
+    # close MiniLM word-embedding neighbours, each with probability reword_word_rate), keeping the original
+    # question's labels and teacher scores: more wordings of the labelled questions the student is short of.
+    reword_share: float = 0.0
+    reword_word_rate: float = 0.3
 
 
 # ---- model init ----
@@ -542,6 +548,8 @@ def train(args: argparse.Namespace) -> dict:
         labelled_share=args.labelled_share,
         hidden_weight=args.hidden_weight,
         relation_weight=args.relation_weight,
+        reword_share=args.reword_share,
+        reword_word_rate=args.reword_word_rate,
     )
     if args.smoke:
         hp = Hyper(
@@ -562,6 +570,7 @@ def train(args: argparse.Namespace) -> dict:
             type_rule_weight=args.type_rule_weight,
             typed_share=args.typed_share,
             distill_groups=min(args.distill_groups, 1),
+            reword_share=args.reword_share,
         )
     torch.set_num_threads(1)
     torch.manual_seed(hp.seed)
@@ -596,6 +605,7 @@ def train(args: argparse.Namespace) -> dict:
         if isinstance(module, torch.nn.Dropout):
             module.p = hp.dropout
     distill = _layer_distillation(model, sampler, hp, args.cross_run_dirs)
+    reword = QuestionRewriter(cached_neighbours(args.cache), hp.reword_word_rate, hp.seed) if hp.reword_share else None
     trained = list(model.parameters()) + (list(distill[1].parameters()) if distill else [])
     opt = torch.optim.AdamW(trained, lr=hp.lr, weight_decay=hp.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _lr_factor(s, hp))
@@ -613,6 +623,8 @@ def train(args: argparse.Namespace) -> dict:
         sched.load_state_dict(ck["sched"])
         state = ck["state"]
         sampler.rng.setstate(ck["rng"])
+        if reword is not None:
+            reword.rng.setstate(ck["reword_rng"])
         torch.set_rng_state(ck["torch_rng"])
         log.info("resumed at step %d (best dev MAP %.4f)", state["step"], state["best_map"])
 
@@ -624,6 +636,8 @@ def train(args: argparse.Namespace) -> dict:
         for group in range(hp.q_groups):
             qi = sampler.pick_question()
             query, cands, gold, teacher = sampler.question_list(qi)
+            if reword is not None and reword.rng.random() < hp.reword_share:
+                query = reword(query)
             batch = _to_tensors(tok, [(query, c) for c in cands])
             if distill and group < hp.distill_groups:
                 logits, layer_parts = _distilled_forward(model, batch, distill, int(sampler.held_out_fold[qi]), hp)
@@ -698,6 +712,7 @@ def train(args: argparse.Namespace) -> dict:
                 "config": model.config.to_hf_dict(),  # the shape, which --init-from may have changed
                 "ema": ema.shadow if ema is not None else None,
                 "distiller": distill[1].state_dict() if distill else None,
+                "reword_rng": reword.rng.getstate() if reword is not None else None,
             }
             torch.save(ck, run_dir / "last.tmp")
             os.replace(run_dir / "last.tmp", last)
@@ -845,6 +860,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--relation-weight", type=float, default=Hyper.relation_weight)
     ap.add_argument("--labelled-share", type=float, default=Hyper.labelled_share,
                     help="share of train articles whose questions are drawn (a data-scaling diagnostic)")
+    ap.add_argument("--reword-share", type=float, default=Hyper.reword_share,
+                    help="share of question lists whose question is reworded (word-embedding neighbours)")
+    ap.add_argument("--reword-word-rate", type=float, default=Hyper.reword_word_rate)
     ap.add_argument("--eval-every", type=int, default=Hyper.eval_every)
     ap.add_argument("--run-dir", type=Path, default=None, help="checkpoints; default training/runs/rerank/<out name>")
     ap.add_argument("--cache", type=Path, default=CACHE_DIR, help="teacher embedding cache")
