@@ -158,6 +158,7 @@ class Hyper:
     # Share of question lists whose question is reworded (training.question_augment: content words swapped for
     # close MiniLM word-embedding neighbours, each with probability reword_word_rate), keeping the original
     # question's labels and teacher scores: more wordings of the labelled questions the student is short of.
+    # At 0.5: dev MAP 0.7243 / 0.7185 (seeds 4 / 5), mean 0.7214 against 0.7259 without it.
     reword_share: float = 0.0
     reword_word_rate: float = 0.3
 
