@@ -57,8 +57,8 @@ def load_wikiqa_train(path: Path | None = None) -> list[Question]:
 
 
 def shuffled_articles(article_keys: list[Hashable], seed: int) -> list[Hashable]:
-    """The distinct article keys in a fixed pseudo-random order: whoever splits the train questions by article
-    (teacher folds, a labelled share) draws from this one order, so a seed means the same split everywhere."""
+    """The distinct article keys, sorted, then shuffled by `seed`: the one fixed order that splits the train
+    questions by article (the cross-encoder teacher's folds, the labelled share) are cut from."""
     keys = sorted(set(article_keys))
     random.Random(seed).shuffle(keys)
     return keys
