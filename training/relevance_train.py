@@ -1,0 +1,222 @@
+"""Train a relevance cross-encoder on WikiQA train + InsuranceQA train lists from a chosen initialisation.
+
+    python -m training.relevance_train splade-init      # a recipe name from RECIPES; writes training/runs/<name>/
+
+Loss per list: softmax cross-entropy of the gold answers' probability mass + bce_weight x pointwise BCE (keeps
+sigmoid(logit) usable as a score). AdamW, linear warm-up then cosine to 0; an EMA of the weights is evaluated
+every eval_every steps on WikiQA dev (answered questions, their article's sentences) and on the first
+valid_questions InsuranceQA valid questions (correct answers + first 50 negatives); the EMA with the best mean
+of the two MAPs is kept. A checkpoint at each evaluation lets a killed run resume where it stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import dataclasses
+import functools
+import json
+import logging
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from app.modeling.bert_hash import BertHashForSequenceClassification
+from app.modeling.checkpoint import load_model, save_model
+from app.modeling.config import ModelConfig
+from app.modeling.tokenizer import PairTokenizer
+from training import insuranceqa
+from training.relevance_lists import InsuranceQALists, ListSampler, RankList, WikiQALists
+from training.rerank_data import ROOT, Question, load_wikiqa_tsv, map_mrr
+from training.splade_init import init_from_splade
+
+log = logging.getLogger("training.relevance_train")
+STS_MODEL = ROOT / "models" / "sts-hash-nano"  # today's init, and the tokenizer files of every student
+RUNS_DIR = ROOT / "training" / "runs"
+
+
+@dataclass(frozen=True)
+class RelevanceRecipe:
+    name: str
+    # "splade": SPLADE-tiny's body + rank-16 SVD of its word embeddings (training.splade_init);
+    # "sts": the shipped sts-hash-nano (today's init: MiniLM PCA-16 table, then the STS recipe).
+    init: Literal["splade", "sts"]
+    steps: int = 1500
+    lr: float = 3e-4
+    warmup: int = 100
+    weight_decay: float = 0.01
+    wikiqa_lists: int = 4
+    insuranceqa_lists: int = 4
+    insuranceqa_questions: int | None = None  # a prefix of InsuranceQA train (None: all 12,889)
+    wikiqa: WikiQALists = WikiQALists()
+    insurance: InsuranceQALists = InsuranceQALists()
+    wikiqa_max_length: int = 96  # tokens per training pair; WikiQA sentences are short
+    insuranceqa_max_length: int = 192  # InsuranceQA answers run to ~250 words; 192 tokens keep most of them
+    eval_max_length: int = 256
+    bce_weight: float = 0.1
+    ema_decay: float = 0.998
+    eval_every: int = 250
+    valid_questions: int = 200
+    dev_questions: int | None = None  # a prefix of WikiQA dev's answered questions (None: all 126)
+    seed: int = 4
+
+
+RECIPES = {
+    r.name: r
+    for r in (
+        RelevanceRecipe(name="splade-init", init="splade"),
+        RelevanceRecipe(name="sts-init", init="sts"),
+    )
+}
+
+
+def initial_model(recipe: RelevanceRecipe) -> tuple[BertHashForSequenceClassification, dict]:
+    if recipe.init == "sts":
+        return load_model(STS_MODEL), {"init": str(STS_MODEL.relative_to(ROOT))}
+    model, report = init_from_splade(ModelConfig.load(STS_MODEL))
+    return model, {"init": "splade-tiny", **report}
+
+
+def list_loss(logits: torch.Tensor, labels: torch.Tensor, bce_weight: float) -> torch.Tensor:
+    """-log(softmax mass on the gold docs) + bce_weight * mean pointwise BCE, for one list's logits (N,)."""
+    gold = torch.logsumexp(logits.masked_fill(labels == 0, float("-inf")), 0) - torch.logsumexp(logits, 0)
+    return -gold + bce_weight * F.binary_cross_entropy_with_logits(logits, labels)
+
+
+@functools.cache
+def _tokenizer(max_length: int) -> PairTokenizer:
+    return PairTokenizer.from_dir(STS_MODEL, max_length)
+
+
+def _tensors(pairs: list[tuple[str, str]], max_length: int) -> tuple[torch.Tensor, ...]:
+    tok = _tokenizer(max_length)
+    b = tok.pad(tok.encode_pairs(pairs, "only_second"))
+    return tuple(torch.from_numpy(x) for x in (b.input_ids, b.attention_mask, b.token_type_ids))
+
+
+@torch.no_grad()
+def score_questions(
+    model: BertHashForSequenceClassification, questions: list[Question], max_length: int
+) -> list[np.ndarray]:
+    model.eval()
+    out = []
+    for q in questions:
+        scores = [model(*_tensors([(q.text, s) for s in q.sentences[i : i + 64]], max_length))[:, 0]
+                  for i in range(0, len(q.sentences), 64)]
+        out.append(torch.cat(scores).numpy())
+    return out
+
+
+def evaluate(
+    model: BertHashForSequenceClassification, recipe: RelevanceRecipe, sets: dict[str, list[Question]]
+) -> dict[str, float]:
+    res = {name: map_mrr(qs, score_questions(model, qs, recipe.eval_max_length))[0] for name, qs in sets.items()}
+    res["selection"] = float(np.mean(list(res.values())))
+    return {k: round(v, 4) for k, v in res.items()}
+
+
+def selection_sets(recipe: RelevanceRecipe) -> dict[str, list[Question]]:
+    dev = [q for q in load_wikiqa_tsv("dev") if q.has_answer][: recipe.dev_questions]
+    return {"wikiqa_dev_map": dev, "insuranceqa_valid_map": insuranceqa.questions("valid", 50, recipe.valid_questions)}
+
+
+def train(recipe: RelevanceRecipe, run_dir: Path) -> dict:
+    """Train (or resume) the recipe in run_dir; the best EMA model goes to run_dir/model. Returns the history."""
+    torch.set_num_threads(1)
+    torch.manual_seed(recipe.seed)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    model, init_report = initial_model(recipe)
+    model.train()
+    sampler = ListSampler(recipe.wikiqa, recipe.insurance, recipe.wikiqa_lists, recipe.insuranceqa_lists,
+                          recipe.seed, recipe.insuranceqa_questions)
+    sets = selection_sets(recipe)
+    opt = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
+
+    def lr_at(step: int) -> float:
+        if step < recipe.warmup:
+            return (step + 1) / recipe.warmup
+        return 0.5 * (1 + math.cos(math.pi * (step - recipe.warmup) / max(1, recipe.steps - recipe.warmup)))
+
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
+    ema = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    ckpt = run_dir / "checkpoint.pt"
+    step, best, history, elapsed = 0, -1.0, [], 0.0
+    if ckpt.is_file():
+        state = torch.load(ckpt, weights_only=False)
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["opt"])
+        sched.load_state_dict(state["sched"])
+        ema, step, best = state["ema"], state["step"], state["best"]
+        history, elapsed = state["history"], state["elapsed"]
+        torch.set_rng_state(state["torch_rng"])
+        log.info("%s: resumed at step %d (best %.4f)", recipe.name, step, best)
+    lengths = {"wikiqa": recipe.wikiqa_max_length, "insuranceqa": recipe.insuranceqa_max_length}
+    t0, losses = time.time() - elapsed, []
+    while step < recipe.steps:
+        lists: list[RankList] = sampler.step(step)
+        total = torch.zeros(())
+        for lst in lists:
+            logits = model(*_tensors([(lst.query, d) for d in lst.docs], lengths[lst.source]))[:, 0]
+            total = total + list_loss(logits, torch.tensor(lst.labels, dtype=torch.float32), recipe.bce_weight)
+        loss = total / len(lists)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        with torch.no_grad():
+            for k, v in model.state_dict().items():
+                ema[k].mul_(recipe.ema_decay).add_(v, alpha=1 - recipe.ema_decay)
+        losses.append(float(loss.detach()))
+        step += 1
+        if step % recipe.eval_every == 0 or step == recipe.steps:
+            averaged = copy.deepcopy(model)
+            averaged.load_state_dict(ema)
+            scores = evaluate(averaged, recipe, sets)
+            model.train()
+            if scores["selection"] > best:
+                best = scores["selection"]
+                torch.save(ema, run_dir / "best.pt")
+            elapsed = time.time() - t0
+            history.append({"step": step, "loss": round(float(np.mean(losses[-recipe.eval_every:])), 4), **scores,
+                            "seconds": round(elapsed)})
+            log.info("%s: %s", recipe.name, history[-1])
+            torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(), "ema": ema,
+                        "step": step, "best": best, "history": history, "elapsed": elapsed,
+                        "torch_rng": torch.get_rng_state()}, ckpt)
+    model.load_state_dict(torch.load(run_dir / "best.pt", weights_only=True))
+    save_model(model, run_dir / "model", tokenizer_dir=STS_MODEL)
+    report = {"recipe": _jsonable(dataclasses.asdict(recipe)), **init_report, "best_selection": best,
+              "history": history}
+    (run_dir / "training.json").write_text(json.dumps(report, indent=2) + "\n")
+    return report
+
+
+def _jsonable(d: dict) -> dict:
+    return json.loads(json.dumps(d, default=str))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("recipe", choices=sorted(RECIPES))
+    ap.add_argument("--no-export", action="store_true", help="skip the ONNX export of the best model")
+    args = ap.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    recipe = RECIPES[args.recipe]
+    run_dir = RUNS_DIR / recipe.name
+    report = train(recipe, run_dir)
+    if not args.no_export:
+        from app.modeling.onnx_export import export_onnx
+
+        export_onnx(run_dir / "model")
+    print(json.dumps({k: v for k, v in report.items() if k != "history"}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
