@@ -15,6 +15,7 @@ from fastapi import APIRouter, FastAPI
 
 from app.api.errors import install_error_handlers
 from app.api.middleware import ApiKey, BodyLimit, RequestMetrics
+from app.api.openapi import install_openapi
 from app.api.responses import JSONBody
 from app.api.routes import compat_cohere, compat_tei, ops, rank, score
 from app.metrics import Metrics, mark_process_dead
@@ -68,6 +69,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for dialect in DIALECTS:
         dialect.install(app)
     routers = [module.router for module in (*ROUTES, *DIALECTS)]
+    install_openapi(app, settings)
     app.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes)
     if settings.api_key is not None and settings.api_key.get_secret_value():
         app.add_middleware(ApiKey, key=settings.api_key.get_secret_value())  # before the body is read

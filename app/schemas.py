@@ -5,8 +5,15 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-import orjson
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    WithJsonSchema,
+)
 
 from app.chunking import Aggregation
 from app.reranker import Scores
@@ -23,6 +30,21 @@ def _utf8(text: str) -> str:
     except UnicodeEncodeError:
         raise ValueError("text is not valid Unicode (it contains a lone surrogate); send UTF-8 text") from None
     return text
+
+
+def _json_number(value: Any) -> Any:
+    # JSON Schema's integer is a number (5 and 5.0, not "5" nor true): pydantic's lax mode would take "5" and true.
+    if isinstance(value, str | bytes | bool):
+        raise ValueError("expected an integer")
+    return value
+
+
+# Integers as JSON Schema means them; booleans strict (0, 1 and "true" are not booleans). The constraint
+# goes before the validator, or pydantic leaves it out of the JSON schema.
+JsonInt = Annotated[int, BeforeValidator(_json_number)]
+Count = Annotated[int, Field(ge=1), BeforeValidator(_json_number)]
+Milliseconds = Annotated[int, Field(gt=0, le=TIMEOUT_CEILING_MS), BeforeValidator(_json_number)]
+Bool = StrictBool
 
 
 def _pair_object(value: Any) -> Any:
@@ -49,14 +71,15 @@ Pair = Annotated[
                     "type": "object",
                     "properties": {"a": {"type": "string"}, "b": {"type": "string"}},
                     "required": ["a", "b"],
+                    "additionalProperties": False,
                 },
             ]
         }
     ),
 ]
 TimeoutMs = Annotated[
-    int | None,
-    Field(gt=0, le=TIMEOUT_CEILING_MS, description="Deadline in ms; past it the request gets 504."),
+    Milliseconds | None,
+    Field(description="Deadline in ms; past it the request gets 504."),
 ]
 ModelName = Annotated[str | None, Field(description="A name from GET /models; default: the route's default.")]
 
@@ -69,16 +92,13 @@ class Document(BaseModel):
     text: Text
     id: Any = None
 
-    @model_validator(mode="after")
-    def _echoable(self) -> Document:
-        # id and extra fields come back verbatim, so they must be JSON we can write: integers within
-        # 64 bits, valid Unicode.
-        if self.model_extra or "id" in self.model_fields_set:
-            try:
-                orjson.dumps([self.id, self.model_extra])
-            except orjson.JSONEncodeError as exc:
-                raise ValueError(f"a document's id or extra fields cannot be echoed back as JSON ({exc})") from None
-        return self
+
+DOCUMENT_SCHEMA = {
+    "anyOf": [
+        {"type": "string"},
+        {"type": "object", "required": ["text"], "properties": {"text": {"type": "string"}}},
+    ]
+}
 
 
 class ScoreRequest(BaseModel):
@@ -89,8 +109,8 @@ class ScoreRequest(BaseModel):
 
     pairs: list[Pair] = Field(description='[["a", "b"], ...] or [{"a": ..., "b": ...}, ...]')
     model: ModelName = None
-    raw_scores: bool = Field(False, description="Return logits instead of sigmoid scores in [0, 1].")
-    truncate: bool = Field(True, description="Cut pairs over max_length; false makes them a 422.")
+    raw_scores: Bool = Field(False, description="Return logits instead of sigmoid scores in [0, 1].")
+    truncate: Bool = Field(True, description="Cut pairs over max_length; false makes them a 422.")
     truncation: Truncation = "longest_first"
     timeout_ms: TimeoutMs = None
 
@@ -102,18 +122,17 @@ class RankRequest(BaseModel):
     )
 
     query: Text
-    documents: list[Annotated[Document, BeforeValidator(_document_object)]] = Field(
+    documents: list[Annotated[Document, BeforeValidator(_document_object), WithJsonSchema(DOCUMENT_SCHEMA)]] = Field(
         description='Strings, or objects {"text": ..., "id"?: ..., ...} whose other fields are kept.'
     )
-    top_n: int | None = Field(None, ge=1, description="Return the best top_n; default: all documents.")
-    return_documents: bool = False
+    top_n: Count | None = Field(None, description="Return the best top_n; default: all documents.")
+    return_documents: Bool = False
     model: ModelName = None
-    raw_scores: bool = False
-    truncate: bool = True
+    raw_scores: Bool = False
+    truncate: Bool = True
     truncation: Truncation = Field("only_second", description="only_second cuts documents, never the query.")
-    max_chunks_per_doc: int | None = Field(
+    max_chunks_per_doc: Count | None = Field(
         None,
-        ge=1,
         description="Score a document over max_length as up to this many overlapping windows, each with the "
         "whole query, instead of truncating it; default: truncate.",
     )

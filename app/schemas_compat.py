@@ -11,14 +11,13 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any, Literal
 
-import orjson
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, WithJsonSchema, model_validator
 
 from app.chunking import DEFAULT_MAX_CHUNKS, Aggregation
 from app.errors import InvalidInput
-from app.schemas import TIMEOUT_CEILING_MS, Text
+from app.schemas import Bool, Count, JsonInt, Milliseconds, Text
 
-TimeoutMs = Annotated[int | None, Field(gt=0, le=TIMEOUT_CEILING_MS, description="hashrank: deadline in ms.")]
+TimeoutMs = Annotated[Milliseconds | None, Field(description="hashrank: deadline in ms.")]
 ChunkAggregation = Annotated[
     Aggregation, Field(description="hashrank: how chunk scores make a document's score (max, mean, first).")
 ]
@@ -31,26 +30,49 @@ def _lower(value: Any) -> Any:
 # ---- TEI ----
 
 
+class TeiError(BaseModel):
+    """TEI's error body."""
+
+    error: str
+    error_type: str = Field(description="Validation, Empty, Overloaded, Unhealthy or Backend")
+
+
+# An empty list is TEI's 400 "Empty": the schema says so (minItems), the route answers it.
+NON_EMPTY: dict[str, Any] = {"minItems": 1}
+# Exactly one of texts/documents is a list (the other absent or null), as _one_list checks.
+_ONE_LIST = {
+    "anyOf": [
+        {"required": [name], "properties": {name: {"type": "array"}}} for name in ("texts", "documents")
+    ],
+    "not": {"required": ["texts", "documents"], "properties": {n: {"type": "array"} for n in ("texts", "documents")}},
+}
+
+
 class TeiRerankRequest(BaseModel):
     """TEI's RerankRequest; `documents`/`return_documents` are the names newer Elasticsearch sends."""
 
     model_config = ConfigDict(
         extra="ignore",
-        json_schema_extra={"examples": [{"query": "What is Deep Learning?", "texts": ["Deep Learning is..."]}]},
+        json_schema_extra={
+            "examples": [{"query": "What is Deep Learning?", "texts": ["Deep Learning is..."]}],
+            **_ONE_LIST,
+        },
     )
 
     query: Text
-    texts: list[Text] | None = None
-    documents: list[Text] | None = Field(None, description="Alias of texts (Elasticsearch 9.x sends it).")
-    raw_scores: bool = False
-    return_text: bool = False
-    return_documents: bool | None = Field(None, description="Alias of return_text (Elasticsearch 9.x).")
+    texts: list[Text] | None = Field(None, json_schema_extra=NON_EMPTY)
+    documents: list[Text] | None = Field(
+        None, description="Alias of texts (Elasticsearch 9.x sends it).", json_schema_extra=NON_EMPTY
+    )
+    raw_scores: Bool = False
+    return_text: Bool = False
+    return_documents: Bool | None = Field(None, description="Alias of return_text (Elasticsearch 9.x).")
     # None: the server's auto-truncate, which is on (TEI's default since v1.9).
-    truncate: bool | None = None
+    truncate: Bool | None = None
     truncation_direction: Annotated[Literal["left", "right"], BeforeValidator(_lower)] = "right"
-    top_n: int | None = Field(None, ge=1, description="Keep the best top_n (Elasticsearch sends it); default all.")
-    max_chunks_per_doc: int | None = Field(
-        None, ge=1, description="Split long texts into windows instead of truncating (Elasticsearch sends it)."
+    top_n: Count | None = Field(None, description="Keep the best top_n (Elasticsearch sends it); default all.")
+    max_chunks_per_doc: Count | None = Field(
+        None, description="Split long texts into windows instead of truncating (Elasticsearch sends it)."
     )
     model: str | None = None
     timeout_ms: TimeoutMs = None
@@ -72,15 +94,20 @@ class TeiRerankRequest(BaseModel):
         return self.return_text or bool(self.return_documents)
 
 
-PredictInput = str | list[str] | list[list[str]]
+TEXT_PAIR: dict[str, Any] = {"type": "array", "items": {"type": "string"}, "minItems": 2, "maxItems": 2}
+# A cross-encoder scores pairs: a bare string or a list of one text is refused (422), so only pairs are documented.
+PredictInput = Annotated[
+    str | list[str] | list[list[str]],
+    WithJsonSchema({"anyOf": [TEXT_PAIR, {"type": "array", "items": TEXT_PAIR, "minItems": 1}]}),
+]
 
 
 class TeiPredictRequest(BaseModel):
     model_config = ConfigDict(extra="ignore", json_schema_extra={"examples": [{"inputs": ["query", "document"]}]})
 
     inputs: PredictInput = Field(description='["a", "b"] for one pair, or [["a", "b"], ...] for a batch.')
-    raw_scores: bool = False
-    truncate: bool | None = None
+    raw_scores: Bool = False
+    truncate: Bool | None = None
     truncation_direction: Annotated[Literal["left", "right"], BeforeValidator(_lower)] = "right"
     model: str | None = None
     timeout_ms: TimeoutMs = None
@@ -109,6 +136,18 @@ class TeiPredictRequest(BaseModel):
 # ---- Cohere v1 / Jina / Cohere v2 ----
 
 
+class CohereError(BaseModel):
+    """Cohere's error body (/v2/rerank)."""
+
+    message: str
+
+
+class CohereJinaError(CohereError):
+    """/v1/rerank serves Cohere and Jina clients: Cohere's `message` and Jina's `detail`, the same text."""
+
+    detail: str
+
+
 def _field_text(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
 
@@ -119,15 +158,6 @@ class CohereDocument(BaseModel):
     model_config = ConfigDict(extra="allow")
     # Sent as a plain string: rank_fields (which name object fields) do not apply to it.
     _plain: bool = PrivateAttr(False)
-
-    @model_validator(mode="after")
-    def _echoable(self) -> CohereDocument:
-        # Every field comes back verbatim, so it must be JSON we can write (64-bit ints, valid Unicode).
-        try:
-            orjson.dumps(self.model_extra)
-        except orjson.JSONEncodeError as exc:
-            raise ValueError(f"a document's fields cannot be echoed back as JSON ({exc})") from None
-        return self
 
     def fields(self) -> dict[str, Any]:
         return dict(self.model_extra or {})
@@ -152,7 +182,17 @@ def _document(value: Any) -> Any:
 # Cohere v2's default cut of every document.
 DEFAULT_MAX_TOKENS_PER_DOC = 4096
 
-Documents = list[Annotated[CohereDocument, BeforeValidator(_document)]]
+# A string, or an object with a non-null `text` (v1's rank_fields may name other fields instead).
+_DOCUMENT_SCHEMA = {
+    "anyOf": [
+        {"type": "string"},
+        {"type": "object", "required": ["text"], "properties": {"text": {"not": {"type": "null"}}}},
+    ]
+}
+Documents = Annotated[
+    list[Annotated[CohereDocument, BeforeValidator(_document), WithJsonSchema(_DOCUMENT_SCHEMA)]],
+    Field(json_schema_extra=NON_EMPTY),
+]
 
 
 class _CohereRerankBase(BaseModel):
@@ -168,9 +208,9 @@ class _CohereRerankBase(BaseModel):
     query: Text
     documents: Documents
     model: str | None = None
-    top_n: int | None = Field(None, ge=1, description="Default: every document.")
-    max_chunks_per_doc: int | None = Field(
-        DEFAULT_MAX_CHUNKS, ge=1, description=f"hashrank: windows per long document (null: {DEFAULT_MAX_CHUNKS})."
+    top_n: Count | None = Field(None, description="Default: every document.")
+    max_chunks_per_doc: Count | None = Field(
+        DEFAULT_MAX_CHUNKS, description=f"hashrank: windows per long document (null: {DEFAULT_MAX_CHUNKS})."
     )
     chunk_aggregation: ChunkAggregation = "max"
     timeout_ms: TimeoutMs = None
@@ -179,9 +219,11 @@ class _CohereRerankBase(BaseModel):
 class CohereV1Request(_CohereRerankBase):
     """Cohere v1 rerank; Jina's rerank request is a subset of it (same path, same fields)."""
 
-    rank_fields: list[str] | None = Field(None, description="Object fields that form the text, in order.")
+    rank_fields: list[str] | None = Field(
+        None, description="Object fields that form the text, in order; each object document needs one (else 400)."
+    )
     # None: documents come back (Jina's default); Cohere v1 clients that want none send false.
-    return_documents: bool | None = None
+    return_documents: Bool | None = None
 
     def texts(self) -> list[str]:
         out = []
@@ -198,12 +240,12 @@ class CohereV1Request(_CohereRerankBase):
 
 class CohereV2Request(_CohereRerankBase):
     # SDK wrappers pass their own None through as null (LangChain's CohereRerank does): null is the default.
-    max_tokens_per_doc: int | None = Field(
-        None, ge=1, description=f"Each document is cut to this many tokens first (null: {DEFAULT_MAX_TOKENS_PER_DOC})."
+    max_tokens_per_doc: Count | None = Field(
+        None, description=f"Each document is cut to this many tokens first (null: {DEFAULT_MAX_TOKENS_PER_DOC})."
     )
     # Accepted for compatibility; requests are served in arrival order.
-    priority: int | None = None
-    return_documents: bool | None = Field(None, description="Sent by SDKs before July 2025; still honoured.")
+    priority: JsonInt | None = None
+    return_documents: Bool | None = Field(None, description="Sent by SDKs before July 2025; still honoured.")
 
     def texts(self) -> list[str]:
         out = []

@@ -96,7 +96,9 @@ def from_exception(exc: Exception) -> ApiError:
     if isinstance(exc, RequestValidationError):
         return _from_validation(exc)
     if isinstance(exc, StarletteHTTPException):
-        return ApiError(exc.status_code, _HTTP_TYPES.get(exc.status_code, "http_error"), str(exc.detail))
+        # Keep the exception's headers: a 405 carries `Allow` (RFC 9110).
+        headers = dict(exc.headers or {})
+        return ApiError(exc.status_code, _HTTP_TYPES.get(exc.status_code, "http_error"), str(exc.detail), None, headers)
     if isinstance(exc, ClientDisconnected):
         return ApiError(CLIENT_CLOSED, "client_closed_request", str(exc))
     log.error("unhandled error", exc_info=exc)

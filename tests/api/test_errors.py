@@ -55,8 +55,6 @@ WEIRD_BODIES = [
     ("/rank", b'{"query": "q", "documents": [5]}', 422, "documents.0"),
     ("/rank", b'{"query": "q", "documents": [{"id": 1}]}', 422, "documents.0.text"),
     ("/rank", b'{"query": "q", "documents": [{"text": 5}]}', 422, "documents.0.text"),
-    ("/rank", b'{"query": "q", "documents": [{"text": "a", "id": 100000000000000000000000}]}', 422, "documents.0"),
-    ("/rank", b'{"query": "q", "documents": [{"text": "a", "x": "\\udfff"}]}', 422, "documents.0"),
     ("/rank", b'{"query": "q", "documents": ["a"], "top_n": -1}', 422, "top_n"),
     ("/rank", b'{"query": "q", "documents": ["a"], "top_n": 1.5}', 422, "top_n"),
     ("/rank", b'{"query": "q", "documents": ["a"], "top_n": "all"}', 422, "top_n"),
@@ -77,6 +75,12 @@ async def test_odd_but_valid_inputs_score(client: httpx.AsyncClient) -> None:
     r = await client.post("/rank", content=body, headers=JSON)
     assert r.status_code == 200, r.text
     assert {x["index"]: x for x in r.json()["results"]}[0]["document"] == {"text": "", "x": None}
+    # An id beyond 64 bits and a lone surrogate in an extra field come back as sent (orjson writes neither).
+    document = b'{"text": "a", "id": 100000000000000000000000, "x": "\\udfff"}'
+    body = b'{"query": "q", "documents": [' + document + b'], "return_documents": true}'
+    r = await client.post("/rank", content=body, headers=JSON)
+    assert r.status_code == 200, r.text
+    assert r.json()["results"][0]["document"] == {"text": "a", "id": 10**23, "x": "\udfff"}
 
 
 async def test_content_types(client: httpx.AsyncClient) -> None:

@@ -21,12 +21,22 @@ from app.api.deps import RerankerDep, label_model
 from app.api.disconnect import cancel_on_disconnect
 from app.api.errors import ApiError, register_error_renderer
 from app.api.responses import JSONBody
+from app.api.routes import ERROR_TEXT, error_responses
 from app.chunking import DEFAULT_MAX_CHUNKS
 from app.errors import InvalidInput
 from app.reranker import Reranker, Scores
-from app.schemas_compat import DEFAULT_MAX_TOKENS_PER_DOC, CohereDocument, CohereV1Request, CohereV2Request
+from app.schemas_compat import (
+    DEFAULT_MAX_TOKENS_PER_DOC,
+    CohereDocument,
+    CohereError,
+    CohereJinaError,
+    CohereV1Request,
+    CohereV2Request,
+)
 
 router = APIRouter(tags=["compat: Cohere, Jina"])
+# Cohere answers every invalid request with 400, never 422.
+_COHERE_STATUSES = {**{s: t for s, t in ERROR_TEXT.items() if s != 422}, 400: "Invalid or unparseable body"}
 # Cohere bills one search unit per query of up to 100 documents, each chunk counting as a document.
 DOCS_PER_SEARCH_UNIT = 100
 
@@ -99,7 +109,7 @@ async def _rank_chunked(
     )
 
 
-@router.post("/v1/rerank")
+@router.post("/v1/rerank", responses=error_responses(CohereJinaError, _COHERE_STATUSES))
 async def rerank_v1(body: CohereV1Request, request: Request, reranker: RerankerDep) -> Response:
     """Cohere v1 and Jina rerank: results best first with index and relevance_score in [0, 1], the
     document unless return_documents is false, plus Jina's model and usage.total_tokens."""
@@ -120,7 +130,7 @@ async def rerank_v1(body: CohereV1Request, request: Request, reranker: RerankerD
     )
 
 
-@router.post("/v2/rerank")
+@router.post("/v2/rerank", responses=error_responses(CohereError, _COHERE_STATUSES))
 async def rerank_v2(body: CohereV2Request, request: Request, reranker: RerankerDep) -> Response:
     """Cohere v2 rerank: documents cut to max_tokens_per_doc, then chunked like v1."""
     _check_documents(len(body.documents))

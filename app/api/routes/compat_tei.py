@@ -20,12 +20,17 @@ from app.api.deps import RerankerDep, label_model
 from app.api.disconnect import cancel_on_disconnect
 from app.api.errors import ApiError, register_error_renderer
 from app.api.responses import JSONBody
+from app.api.routes import ERROR_TEXT, error_responses
 from app.errors import InvalidInput
 from app.reranker import Reranker, ServedModel
-from app.schemas_compat import TeiPredictRequest, TeiRerankRequest
+from app.schemas_compat import TeiError, TeiPredictRequest, TeiRerankRequest
 from app.settings import Settings
 
-router = APIRouter(tags=["compat: TEI"])
+# TEI has no 413: a too-large batch or body is its "Validation" 422; an empty list is its 400 "Empty".
+_TEI_STATUSES = {**ERROR_TEXT, 400: "Empty list, or body not parseable as JSON", 422: ERROR_TEXT[422] + "; too large"}
+router = APIRouter(
+    tags=["compat: TEI"], responses=error_responses(TeiError, {s: t for s, t in _TEI_STATUSES.items() if s != 413})
+)
 PREFIXES = ("/rerank", "/predict")
 AUTO_TRUNCATE = True
 

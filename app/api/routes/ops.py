@@ -6,16 +6,20 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 from fastapi import APIRouter, Request
-from starlette.responses import Response
+from starlette.responses import PlainTextResponse, Response
 
 from app.api.deps import MetricsDep, SettingsDep
 from app.api.responses import JSONBody
+from app.api.routes import ERROR_TEXT, error_responses
 from app.api.routes.compat_tei import tei_info
 from app.errors import NotReady
 from app.metrics import CONTENT_TYPE
 from app.reranker import Reranker
+from app.schemas import ErrorResponse
 
-router = APIRouter(tags=["operations"])
+router = APIRouter(tags=["operations"], responses=error_responses(ErrorResponse, {405: ERROR_TEXT[405]}))
+# /health/* and /metrics are open to probes and scrapers; the rest needs the key when one is set.
+_KEYED = error_responses(ErrorResponse, {401: ERROR_TEXT[401]})
 
 try:
     VERSION = version("hashrank")
@@ -34,7 +38,7 @@ async def live() -> Response:
     return JSONBody({"status": "alive"})
 
 
-@router.get("/health/ready")
+@router.get("/health/ready", responses=error_responses(ErrorResponse, {503: ERROR_TEXT[503]}))
 async def ready(request: Request) -> Response:
     """200 once every model is loaded and warmed up and its last forward pass succeeded; 503 before, and
     while draining."""
@@ -47,17 +51,23 @@ async def ready(request: Request) -> Response:
     return JSONBody({"status": "ready"})
 
 
-router.add_api_route("/health", ready, methods=["GET"], summary="Same as /health/ready (TEI's path)")
+router.add_api_route(
+    "/health",
+    ready,
+    methods=["GET"],
+    summary="Same as /health/ready (TEI's path)",
+    responses=error_responses(ErrorResponse, {503: ERROR_TEXT[503]}),
+)
 
 
-@router.get("/models")
+@router.get("/models", responses=_KEYED)
 async def models(request: Request) -> Response:
     """The models this process serves; `model` in a request picks one by name."""
     reranker = _reranker(request)
     return JSONBody({"models": [m.info() for m in reranker.models.values()] if reranker else []})
 
 
-@router.get("/info")
+@router.get("/info", responses=_KEYED)
 async def info(request: Request, settings: SettingsDep) -> Response:
     """Version, models, defaults and every limit a client should respect."""
     reranker = _reranker(request)
@@ -86,7 +96,11 @@ async def info(request: Request, settings: SettingsDep) -> Response:
     return JSONBody(body)
 
 
-@router.get("/metrics")
+@router.get(
+    "/metrics",
+    response_class=PlainTextResponse,
+    responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}, "description": "Prometheus text"}},
+)
 async def metrics(metrics: MetricsDep) -> Response:
     """Prometheus exposition (all workers merged in multiprocess mode)."""
     return Response(metrics.render(), media_type=CONTENT_TYPE)
