@@ -23,7 +23,7 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_defaults() -> None:
     s = Settings()
-    assert (s.host, s.port, s.backend, s.workers) == ("0.0.0.0", 8080, "onnx", 1)
+    assert (s.host, s.port, s.backend, s.workers) == ("0.0.0.0", 8080, "onnx-int8", 1)
     assert (s.max_batch_pairs, s.max_batch_tokens, s.max_wait_ms) == (32, 32 * 128, 0.0)
     assert s.models == {}
 

@@ -1,4 +1,4 @@
-"""Export a model directory to ONNX: model.onnx (fp32) and model.int8.onnx (ONNX Runtime dynamic quantization).
+"""Export a model directory to ONNX: model.onnx (fp32) and model.int8.onnx (static int8, app.modeling.quantize).
 
 Both graphs take input_ids, attention_mask, token_type_ids as int64 (batch, sequence) with dynamic axes and
 return logits (batch, num_labels) float32. The files are self-contained (no external data) and byte-for-byte
@@ -17,22 +17,24 @@ from pathlib import Path
 
 import onnx
 import torch
-from onnxruntime.quantization import QuantType, quantize_dynamic
 
 from app.errors import ModelLoadError, RuntimeFailure
 from app.modeling.bert_hash import BertHashForSequenceClassification
 from app.modeling.checkpoint import load_model
+from app.modeling import quantize
+from app.modeling.quantize import Pair, calibration_pairs
+from app.modeling.tokenizer import PairTokenizer
 from app.runtime.onnx import INT8_FILE, ONNX_FILE
 
 log = logging.getLogger(__name__)
 
+# The checkout's shared/data (STS-B, WikiQA), next to the repository as in `hashrank eval`.
+DEFAULT_DATA_DIR = Path(__file__).resolve().parents[3] / "shared" / "data"
+
 INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
 OUTPUT_NAME = "logits"
-# 18 has native LayerNormalization (>= 17) and is supported by every onnxruntime >= 1.17 we allow.
-OPSET = 18
-# The hash Gather table ([V, P], half of the parameters) is quantized too: on a trained nano it left the
-# int8-vs-fp32 Spearman unchanged (0.99998 either way on STS-B dev) and shrinks the file from 2.7 to 1.0 MB.
-INT8_OP_TYPES = ["MatMul", "Gemm", "Gather"]
+# 17 has native LayerNormalization and is supported by every onnxruntime >= 1.17 we allow.
+OPSET = 17
 # fp32 ONNX must reproduce PyTorch to this many logit units (observed on STS-B dev: 2e-7 to 1.5e-6).
 FP32_TOLERANCE = 1e-4
 # Short and long, similar and unrelated, so one padded batch exercises the attention mask.
@@ -60,58 +62,48 @@ def _example_inputs(vocab_size: int) -> tuple[torch.Tensor, torch.Tensor, torch.
 
 
 def export_fp32(model: BertHashForSequenceClassification, path: Path) -> None:
-    """Trace the model with torch.export and write a single-file fp32 ONNX graph."""
-    cfg = model.config
+    """Trace the model with the TorchScript exporter and write a single-file fp32 ONNX graph.
+
+    Not torch.export (dynamo): for the same weights its graph ran at 0.76-0.80x the speed of this one in a
+    1-thread ONNX Runtime session, because ORT fuses this graph's GELU into BiasGelu but not dynamo's
+    Div/Erf/Mul, and fuses dynamo's residual adds into SkipLayerNormalization, slower than Add +
+    LayerNormalization at our hidden size (loadtest/README.md, "The exported graph"). Scores agree to 2e-6.
+    """
     model = model.eval()
-    batch = torch.export.Dim("batch", min=1, max=1 << 16)
-    # The position table caps the sequence length; longer inputs would index out of range.
-    seq = torch.export.Dim("sequence", min=1, max=cfg.max_position_embeddings)
-    shapes = {name: {0: batch, 1: seq} for name in INPUT_NAMES}
-    with torch.no_grad(), _quiet_exporter():
-        program = torch.onnx.export(
+    axes = {name: {0: "batch", 1: "sequence"} for name in INPUT_NAMES} | {OUTPUT_NAME: {0: "batch"}}
+    with tempfile.TemporaryDirectory() as tmp, torch.no_grad(), _quiet_exporter():
+        staged = Path(tmp) / "model.onnx"
+        torch.onnx.export(
             model,
-            _example_inputs(cfg.vocab_size),
+            _example_inputs(model.config.vocab_size),
+            str(staged),
             input_names=list(INPUT_NAMES),
             output_names=[OUTPUT_NAME],
             opset_version=OPSET,
-            dynamo=True,
-            external_data=False,
-            dynamic_shapes=shapes,
-            optimize=True,
-            verbose=False,
+            dynamo=False,
+            dynamic_axes=axes,
         )
-    if program is None:  # only the legacy exporter returns None
-        raise RuntimeError("torch.onnx.export returned no program")
-    proto = program.model_proto
+        proto = onnx.load(staged)
     _strip_volatile_metadata(proto)
     onnx.checker.check_model(proto, full_check=True)
     _write(proto, path)
 
 
-def quantize_int8(fp32_path: Path, int8_path: Path) -> None:
-    """Dynamic quantization (int8 weights; activations quantized per batch at run time) of MatMul/Gemm/Gather."""
+def quantize_int8(fp32_path: Path, int8_path: Path, pairs: list[Pair], tokenizer: PairTokenizer) -> None:
+    """int8 with activation scales fixed by calibration on `pairs` (app.modeling.quantize) of the fp32 graph."""
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / INT8_FILE
         with _quiet_exporter():
-            quantize_dynamic(
-                fp32_path,
-                out,
-                op_types_to_quantize=INT8_OP_TYPES,
-                # Per-channel + 7-bit weights was best or tied-best in every model we measured (Spearman vs
-                # fp32 0.99998 trained, 0.992 random-init). Per-channel with full 8-bit was worst (0.967 on
-                # random-init): u8*s8 products saturate VPMADDUBSW on AVX2 CPUs without VNNI, like this one.
-                per_channel=True,
-                reduce_range=True,
-                weight_type=QuantType.QInt8,
-            )
+            quantize.quantize_int8(fp32_path, out, pairs, tokenizer)
         proto = onnx.load(out)
     _strip_volatile_metadata(proto)
     onnx.checker.check_model(proto)
     _write(proto, int8_path)
 
 
-def export_onnx(model_dir: Path, *, int8: bool = True) -> list[Path]:
-    """Write MODEL_DIR/model.onnx (and model.int8.onnx) from config.json + model.safetensors.
+def export_onnx(model_dir: Path, *, int8: bool = True, calibration: list[Pair] | None = None) -> list[Path]:
+    """Write MODEL_DIR/model.onnx (and model.int8.onnx) from config.json + model.safetensors. `calibration`:
+    the pairs that fix int8's activation scales (default: calibration_pairs(DEFAULT_DATA_DIR)).
 
     >>> export_onnx(Path("models/sts-hash-nano"))
     [PosixPath('models/sts-hash-nano/model.onnx'), PosixPath('models/sts-hash-nano/model.int8.onnx')]
@@ -124,7 +116,9 @@ def export_onnx(model_dir: Path, *, int8: bool = True) -> list[Path]:
     export_fp32(model, written[0])
     if int8:
         written.append(model_dir / INT8_FILE)
-        quantize_int8(written[0], written[1])
+        pairs = calibration if calibration is not None else calibration_pairs(DEFAULT_DATA_DIR)
+        tokenizer = PairTokenizer.from_dir(model_dir, model.config.max_length)
+        quantize_int8(written[0], written[1], pairs, tokenizer)
     for path in written:
         log.info("wrote %s (%.2f MB)", path, path.stat().st_size / 1e6)
     return written
@@ -159,8 +153,8 @@ def verify_export(model_dir: Path) -> ExportReport:
 @contextlib.contextmanager
 def _quiet_exporter() -> Iterator[None]:
     """Silence the exporters' advice that does not apply here, so real warnings stay visible."""
-    # torch.onnx logs one line per missing torchvision op; torch.export warns about its own pytree
-    # internals and about dynamic-axis renames we do on purpose; quantize_dynamic logs on the root
+    # torch.onnx logs one line per missing torchvision op and calls the TorchScript exporter legacy (chosen on
+    # purpose, see export_fp32; torch is pinned); quantize_dynamic logs on the root
     # logger that it wants a shape-inference pre-pass, which our fully-shaped fp32 graph does not need.
     registration = logging.getLogger("torch.onnx._internal.exporter._registration")
     old_level = registration.level
@@ -169,8 +163,8 @@ def _quiet_exporter() -> Iterator[None]:
     logging.getLogger().addFilter(root_filter)
     try:
         with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=r".*LeafSpec.*", category=FutureWarning)
-            warnings.filterwarnings("ignore", message=r".*axis name: .* will not be used.*", category=UserWarning)
+            warnings.filterwarnings("ignore", message=r".*legacy TorchScript-based ONNX export.*", category=DeprecationWarning)
+            warnings.filterwarnings("ignore", message=r".*feature will be removed.*", category=DeprecationWarning)
             yield
     finally:
         registration.setLevel(old_level)

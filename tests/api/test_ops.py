@@ -42,7 +42,7 @@ async def test_info_and_models(client: httpx.AsyncClient) -> None:
     assert info["default_score_model"] == info["default_rank_model"] == STS
     assert info["limits"]["max_batch_pairs"] == 32 and info["limits"]["max_pairs_per_request"] == 1000
     (model,) = (await client.get("/models")).json()["models"]
-    assert model["name"] == STS and model["backend"] == "onnx" and model["max_length"] == 256
+    assert model["name"] == STS and model["backend"] == "onnx-int8" and model["max_length"] == 256
     assert 0 < model["parameters"] < 2_000_000 and model["ready"] is True
     assert info["models"] == [model]
 
@@ -53,7 +53,7 @@ async def test_metrics_exposition(client: httpx.AsyncClient) -> None:
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
     names = {line.split("{")[0].split(" ")[0] for line in r.text.splitlines() if not line.startswith("#")}
     assert sorted(set(METRICS) - names) == []
-    assert metric(r.text, "hashrank_model_info", model=STS, backend="onnx") == 1
+    assert metric(r.text, "hashrank_model_info", model=STS, backend="onnx-int8") == 1
     assert metric(r.text, "hashrank_requests_total", route="/score", status="200", model=STS) >= 1
     assert metric(r.text, "hashrank_pairs_truncated_total", model=STS) >= 1
     padded = metric(r.text, "hashrank_batch_padded_tokens_sum", model=STS)

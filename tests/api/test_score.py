@@ -12,6 +12,7 @@ import pytest
 
 from app.__main__ import main as hashrank
 from app.scorer import Scorer
+from app.settings import Settings
 from tests.api.conftest import STS, assert_error
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -27,8 +28,8 @@ PAIRS = [
 
 @pytest.fixture(scope="module")
 def scorer(sts_model_dir: Path) -> Scorer:
-    """The path `hashrank score` takes, with the same max_length as the app under test."""
-    return Scorer.load(sts_model_dir, "onnx", threads=1, max_length=256)
+    """The path `hashrank score` takes, with the backend and max_length of the app under test."""
+    return Scorer.load(sts_model_dir, Settings().backend, threads=1, max_length=256)
 
 
 async def test_scores_match_the_scorer_exactly(client: httpx.AsyncClient, scorer: Scorer) -> None:

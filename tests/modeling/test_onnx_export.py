@@ -48,9 +48,10 @@ def test_int8_ranks_like_fp32_on_sts_dev(model_dir: Path, dev_pairs: list[tuple[
     fp32 = Scorer.load(model_dir, "onnx").score(dev_pairs, raw=True)
     int8 = Scorer.load(model_dir, "onnx-int8").score(dev_pairs, raw=True)
     rho = spearmanr(int8, fp32).statistic
-    # The acceptance bar (0.99) holds for trained models (0.99998 on an early nano checkpoint). Random
-    # weights are chaotic (a tiny input change moves the logit a lot) and land just above it: 0.992.
-    assert rho >= 0.99, rho
+    # Trained models agree closely (0.9996 on the shipped nano). Random weights are chaotic (a tiny input
+    # change moves the logit a lot) and per-tensor activation scales fixed at export land at 0.989 there.
+    bar = 0.98 if model_dir.name.startswith("random") else 0.999
+    assert rho >= bar, rho
 
 
 @pytest.mark.parametrize("shape", [(1, 1), (1, 512), (64, 7)])
