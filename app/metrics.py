@@ -154,6 +154,19 @@ class Metrics:
             ["model", "backend", "parameters", "max_length"],
             multiprocess_mode="max",
             registry=r,
+        self.cache_lookups = Counter(
+            f"{PREFIX}_cache_lookups",
+            "Pairs looked up in the score cache (HASHRANK_CACHE_MB > 0), by result=hit|miss.",
+            ["model", "result"],
+            registry=r,
+        )
+        self.cache_entries = Gauge(
+            f"{PREFIX}_cache_entries",
+            "Pairs held in the score cache.",
+            ["model"],
+            multiprocess_mode="livesum",
+            registry=r,
+        )
         )
 
     def for_model(self, model: str) -> ModelMetrics:
@@ -180,6 +193,9 @@ class Metrics:
         """The exposition text: this registry, or every worker's files in multiprocess mode."""
         if multiprocess_dir() is None:
             return generate_latest(self.registry)
+            cache_hits=self.cache_lookups.labels(model, "hit"),
+            cache_misses=self.cache_lookups.labels(model, "miss"),
+            cache_entries=self.cache_entries.labels(model),
         merged = CollectorRegistry()
         multiprocess.MultiProcessCollector(merged)  # type: ignore[no-untyped-call]
         return generate_latest(merged)
@@ -211,3 +227,6 @@ def mark_process_dead(pid: int) -> None:
     """Forget a finished worker's live gauges (queue depth, in-flight) in multiprocess mode."""
     if multiprocess_dir() is not None:
         multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]
+    cache_hits: Counter
+    cache_misses: Counter
+    cache_entries: Gauge

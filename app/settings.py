@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, NonNegativeFloat, PositiveInt, SecretStr, field_validator, model_validator
+from pydantic import Field, NonNegativeFloat, NonNegativeInt, PositiveInt, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 Backend = Literal["onnx", "onnx-int8", "torch"]
@@ -76,6 +76,9 @@ class Settings(BaseSettings):
     max_timeout_ms: PositiveInt = 600_000
     # Run a few batch shapes through each model before reporting ready.
     warmup: bool = True
+    # Memory (MiB) of each model's LRU of pair -> score: a pair seen again (the same query and document, e.g.
+    # a paginated or repeated search) skips tokenizing and the forward pass. ~2,600 pairs per MiB; 0 = off.
+    cache_mb: NonNegativeInt = 0
     # When set, every route but /health/* and /metrics needs `Authorization: Bearer <key>` (what the Cohere,
     # Jina and TEI clients send); anything else gets 401. Empty: no authentication.
     api_key: SecretStr | None = None
