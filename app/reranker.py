@@ -28,6 +28,7 @@ from typing import Any, Literal
 import numpy as np
 
 from app.batching import DynamicBatcher
+from app.cache import CachedScore, ScoreCache, model_fingerprint
 from app.chunking import Aggregation, Chunker, aggregate
 from app.errors import InvalidInput, ModelLoadError, NotReady, PayloadTooLarge, UnknownModel
 from app.metrics import Metrics, ModelMetrics
@@ -79,6 +80,10 @@ class ServedModel:
         self.parameters = count_parameters(path)
         self.chunker = Chunker.from_dir(path, scorer.tokenizer.max_length)
         self.warmed = False
+        self.cache: ScoreCache | None = None
+        if settings.cache_mb > 0:
+            fingerprint = model_fingerprint(path, scorer.runtime.backend, scorer.tokenizer.max_length)
+            self.cache = ScoreCache(settings.cache_mb << 20, fingerprint)
         self.batcher = DynamicBatcher(
             self.run_batch,
             metrics,
@@ -235,16 +240,41 @@ class Reranker:
             )
         if not self.accepting:
             raise NotReady("the model is still warming up or the server is draining; retry shortly")
-        served.batcher.admit(len(pairs))
-        encoded = await self._tokenize(served, pairs, truncation, truncate)
-        rows = await served.batcher.run(encoded, [len(e) for e in encoded], deadline)
-        logits = np.stack(rows) if rows else np.empty((0, served.scorer.config.num_labels), np.float32)
+        found = await self._score_pairs(served, pairs, truncation, truncate, deadline)
+        logits = np.stack([f.logits for f in found]) if found else np.empty((0, served.scorer.config.num_labels))
         scores = logits[:, 0].astype(np.float64) if raw else served.scorer.activate(logits)
-        results = [
-            PairScore(i, float(s), e.truncated, len(e)) for i, (s, e) in enumerate(zip(scores, encoded, strict=True))
-        ]
+        pairs_found = enumerate(zip(scores, found, strict=True))
+        results = [PairScore(i, float(s), f.truncated, f.tokens) for i, (s, f) in pairs_found]
         usage = Usage(len(results), sum(r.tokens for r in results), sum(r.truncated for r in results))
         return Scores(served.name, results, usage)
+
+    async def _score_pairs(
+        self,
+        served: ServedModel,
+        pairs: Sequence[tuple[str, str]],
+        truncation: Truncation,
+        truncate: bool,
+        deadline: float,
+    ) -> list[CachedScore]:
+        """Logits, tokens and truncation of each pair: from the cache where it has them, else tokenized and
+        queued for a forward pass (only the missing pairs count against the queue)."""
+        cache = served.cache
+        keys = cache.keys(pairs, truncation, truncate=truncate) if cache is not None else []
+        found = cache.get_many(keys) if cache is not None else [None] * len(pairs)
+        missing = [i for i, f in enumerate(found) if f is None]
+        if cache is not None:
+            served.metrics.cache_hits.inc(len(pairs) - len(missing))
+            served.metrics.cache_misses.inc(len(missing))
+        served.batcher.admit(len(missing))
+        encoded = await self._tokenize(served, [pairs[i] for i in missing], truncation, truncate)
+        rows = await served.batcher.run(encoded, [len(e) for e in encoded], deadline)
+        fresh = [CachedScore(row, len(e), e.truncated) for row, e in zip(rows, encoded, strict=True)]
+        for i, entry in zip(missing, fresh, strict=True):
+            found[i] = entry
+        if cache is not None:
+            cache.put_many([keys[i] for i in missing], fresh)
+            served.metrics.cache_entries.set(len(cache))
+        return [f for f in found if f is not None]
 
     async def rank(
         self,

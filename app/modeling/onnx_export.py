@@ -19,9 +19,9 @@ import onnx
 import torch
 
 from app.errors import ModelLoadError, RuntimeFailure
+from app.modeling import quantize
 from app.modeling.bert_hash import BertHashForSequenceClassification
 from app.modeling.checkpoint import load_model
-from app.modeling import quantize
 from app.modeling.quantize import Pair, calibration_pairs
 from app.modeling.tokenizer import PairTokenizer
 from app.runtime.onnx import INT8_FILE, ONNX_FILE
@@ -163,8 +163,8 @@ def _quiet_exporter() -> Iterator[None]:
     logging.getLogger().addFilter(root_filter)
     try:
         with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=r".*legacy TorchScript-based ONNX export.*", category=DeprecationWarning)
-            warnings.filterwarnings("ignore", message=r".*feature will be removed.*", category=DeprecationWarning)
+            for message in (r".*legacy TorchScript-based ONNX export.*", r".*feature will be removed.*"):
+                warnings.filterwarnings("ignore", message=message, category=DeprecationWarning)
             yield
     finally:
         registration.setLevel(old_level)
