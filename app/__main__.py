@@ -15,6 +15,7 @@ from app.errors import RerankError
 
 COMMANDS = [
     "score",
+    "bulk_score",
     "info",
     "export_onnx",
     "serve",

@@ -16,8 +16,9 @@ from typing import TextIO
 from app.errors import InvalidInput, ModelLoadError
 from app.runtime.base import Backend
 
-# Accepted field spellings, first text then second; the second pair matches rerank-style data.
-_FIELD_PAIRS = (("a", "b"), ("query", "document"))
+# Accepted field spellings, first text then second; the second pair matches rerank-style data. `hashrank
+# bulk-score` reads the same spellings as columns.
+FIELD_PAIRS = (("a", "b"), ("query", "document"))
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -27,6 +28,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    add_scoring_arguments(parser)
+
+
+def add_scoring_arguments(parser: argparse.ArgumentParser) -> None:
+    """The model and scoring flags `hashrank score` and `hashrank bulk-score` share."""
     parser.add_argument("--model", type=Path, required=True, help="model directory")
     parser.add_argument("--backend", choices=["onnx", "torch"], default="onnx", help="inference backend")
     parser.add_argument("--int8", action="store_true", help="onnx backend: use model.int8.onnx")
@@ -45,14 +51,19 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
 def run(args: argparse.Namespace) -> int:
     from app.scorer import Scorer  # loads onnxruntime; keep --help fast
 
-    if args.int8 and args.backend != "onnx":
-        raise ModelLoadError("--int8 needs --backend onnx (the int8 model is an ONNX graph)")
-    backend: Backend = "onnx-int8" if args.int8 else args.backend
+    backend = backend_of(args)
     pairs = read_pairs(sys.stdin)
     scorer = Scorer.load(args.model, backend, threads=args.threads, max_length=args.max_length)
     scores = scorer.score(pairs, raw=args.raw_scores, truncation=args.truncation, batch_size=args.batch_size)
     write_scores(scores.tolist(), sys.stdout)
     return 0
+
+
+def backend_of(args: argparse.Namespace) -> Backend:
+    if args.int8 and args.backend != "onnx":
+        raise ModelLoadError("--int8 needs --backend onnx (the int8 model is an ONNX graph)")
+    backend: Backend = "onnx-int8" if args.int8 else args.backend
+    return backend
 
 
 def read_pairs(lines: Iterable[str]) -> list[tuple[str, str]]:
@@ -71,7 +82,7 @@ def _parse_line(line: str, number: int) -> tuple[str, str]:
         raise InvalidInput(f"stdin line {number}: not valid JSON ({exc.msg} at column {exc.colno})") from exc
     if not isinstance(obj, dict):
         raise InvalidInput(f'stdin line {number}: expected a JSON object like {{"a": ..., "b": ...}}')
-    for first, second in _FIELD_PAIRS:
+    for first, second in FIELD_PAIRS:
         if first in obj and second in obj:
             a, b = obj[first], obj[second]
             if not isinstance(a, str) or not isinstance(b, str):
