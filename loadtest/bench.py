@@ -110,6 +110,14 @@ def ceilings(score_dir: Path, rank_dir: Path, args: argparse.Namespace, full: bo
     return rows
 
 
+def peers(rank_dir: Path, args: argparse.Namespace) -> list[dict]:
+    """In-process peers pinned like the ceiling, on the rank workloads (loadtest.peers)."""
+    cmd = python_module("loadtest.peers", str(rank_dir), "--seconds", str(args.ceiling_seconds))
+    for name in ("rank20", "rank100"):
+        cmd += ["--workload", name]
+    return json_lines(pinned(cmd, args.server_cpus), args.out_dir / "logs" / "peers.log")
+
+
 def serve_ours(name: str, args: argparse.Namespace, models: str, *, workers: int, cpus: str, backend: str) -> Server:
     port = free_port()
     env = {
@@ -168,6 +176,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     }
     print(f"[bench] ceiling (start) on cpu {args.server_cpus}", flush=True)
     result["ceiling_start"] = ceilings(score_dir, rank_dir, args, full=not args.quick)
+    if not args.quick:
+        print(f"[bench] in-process peers on cpu {args.server_cpus}", flush=True)
+        result["peers"] = peers(rank_dir, args)
 
     plan: list[tuple[str, Server, list[str], str | None]] = [
         (
@@ -242,7 +253,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--score-model", type=Path, help="default models/sts-hash-nano")
     parser.add_argument("--rank-model", type=Path, help="default models/rerank-hash-nano, else the score model")
-    parser.add_argument("--backend", choices=sorted(OTHER), default="onnx", help="the ONNX file hashrank serves")
+    parser.add_argument(
+        "--backend", choices=sorted(OTHER), default="onnx-int8", help="the ONNX file hashrank serves (its default)"
+    )
     parser.add_argument("--seconds", type=float, default=5.0, help="measured seconds per cell")
     parser.add_argument("--warmup", type=float, default=1.5, help="unrecorded seconds before each cell")
     parser.add_argument("--ceiling-seconds", type=float, default=3.0)

@@ -178,6 +178,7 @@ def _fake_result() -> dict:
         "cells": cells,
         "ceiling_start": ceiling,
         "ceiling_end": copy.deepcopy(ceiling),
+        "peers": [{"peer": "cross-encoder-torch", "workload": "rank20", "pairs_per_s": 240.0, "requests_per_s": 12.0}],
         "footprint": {
             "ours-1w": {"ready_seconds": 1.2, "processes": [worker]},
             "ours-2w": {"ready_seconds": 2.0, "processes": [{**worker, "role": "supervisor"}, worker, worker]},
@@ -193,7 +194,8 @@ def test_report_tables_and_verdicts(tmp_path: Path) -> None:
     verdicts = {t: v for t, _, _, v in report.targets(result)}
     assert verdicts["rank20 c=32 >= 2x naive"] == "met"  # 3.0x
     assert verdicts["2 workers / 1 worker, rank100 c=32 >= 1.7x"] == "met"  # 1.8x
-    assert verdicts["rank20 c=1 p50 <= 10 ms"] == "met"  # 8 ms
+    assert verdicts["rank20 c=1 p50 <= 1.2x its compute floor"] == "met"  # 8 ms against 100 ms
+    assert verdicts["rank20 c=1 over HTTP ahead of cross-encoder-torch in-process"] == "**missed**"  # 120 vs 240
     assert verdicts["ours-1w: peak RSS per worker <= 200 MB"] == "met"
     assert "| rank20 | 1 | 6.0 | 120 | 8.0 |" in text  # req/s, pairs/s, p50 of the first cell
     assert "| 20.0 | 25% | 80% | 50 |" in text  # batch pairs, padding, ORT busy, ORT pairs/s
