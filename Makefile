@@ -37,6 +37,7 @@ lint: $(VENV)/.dev-installed
 	$(BIN)/ruff check app tests training loadtest deploy
 	$(BIN)/hadolint Dockerfile
 	$(BIN)/check-jsonschema --builtin-schema vendor.compose-spec docker-compose.yml
+	$(BIN)/python deploy/kubernetes/validate.py
 
 bench: $(VENV)/.dev-installed
 	$(BIN)/python -m loadtest.bench
