@@ -40,6 +40,8 @@ from app.errors import DeadlineExceeded, NotReady, Overloaded, RerankError, Runt
 from app.metrics import ModelMetrics
 from app.runtime.memory import release_free_memory
 
+# A model's queue must stay empty this long before its freed activations go back to the OS.
+IDLE_TRIM_S = 1.0
 # Up to this length a batch is limited by its padded tokens alone; longer ones also by their attention size.
 _SHORT = 128
 
@@ -224,11 +226,14 @@ class DynamicBatcher:
             if not self._live:
                 if self._closing:
                     return
-                if ran_since_trim:  # idle: hand the batches' freed activations back to the OS
+                self._arrived.clear()
+                if ran_since_trim and not await self._wait_for_work(IDLE_TRIM_S):
+                    # Idle for a while: hand the batches' freed activations back to the OS. Not at every
+                    # drain: at low concurrency the queue drains after each request, and trimming then made
+                    # the next batch fault its pages back in.
                     ran_since_trim = False
                     await asyncio.get_running_loop().run_in_executor(self._executor, release_free_memory)
                     continue  # requests may have arrived, or stop() been called, meanwhile
-                self._arrived.clear()
                 await self._arrived.wait()
                 # Idle until now: give concurrent requests max_wait to join this batch.
                 if self.max_wait_s > 0 and self._live < self.max_batch_pairs and not self._closing:
@@ -240,6 +245,13 @@ class DynamicBatcher:
             if batch:
                 await self._execute(batch)
                 ran_since_trim = True
+
+    async def _wait_for_work(self, seconds: float) -> bool:
+        """True if work arrived (or stop() was called) within `seconds`."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await self._arrived.wait()
+        return self._arrived.is_set()
 
     def _take_batch(self) -> list[_Item]:
         now = time.monotonic()

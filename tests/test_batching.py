@@ -287,3 +287,20 @@ async def test_empty_request_needs_no_forward_pass() -> None:
     assert await batcher.run([], [], later(10)) == []
     await batcher.stop()
     assert runtime.batches == []
+
+
+async def test_memory_goes_back_only_after_an_idle_spell(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Trimming at every drain made the next batch fault its pages back in: +1 ms per request at c=1.
+    trims: list[float] = []
+    monkeypatch.setattr("app.batching.release_free_memory", lambda: trims.append(time.monotonic()))
+    monkeypatch.setattr("app.batching.IDLE_TRIM_S", 0.3)
+    batcher, _ = make(FakeRuntime(), max_wait_ms=0)
+    for _ in range(5):  # back-to-back requests, each draining the queue
+        assert await batcher.run([1], [4], later(5)) == [2]
+        await asyncio.sleep(0.05)
+    assert trims == []
+    drained = time.monotonic()
+    await asyncio.sleep(0.6)
+    assert len(trims) == 1 and trims[0] - drained >= 0.25
+    assert await batcher.run([3], [4], later(5)) == [6]  # still serving after a trim
+    await batcher.stop()

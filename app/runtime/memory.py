@@ -2,8 +2,9 @@
 
 ONNX Runtime's per-batch activations come from malloc (the session arena is off, see runtime/onnx.py).
 glibc keeps freed blocks in the heap, so after one large batch (8 pairs of 512 tokens, the warm-up) a worker
-would hold that peak for good. `malloc_trim(0)` returns it; it costs ~50 us, so we call it when a model's
-queue drains, never between batches under load (re-faulting the pages would cost more than it saves).
+would hold that peak for good. `malloc_trim(0)` returns it; the batcher calls it once a model's queue has
+stayed empty for a second (batching.IDLE_TRIM_S), never between requests: trimming at every drain made the
+next batch fault its pages back in (1-pair /score at c=1: p50 2.7 -> 1.8 ms without it).
 """
 
 from __future__ import annotations
