@@ -84,8 +84,10 @@ BERT Hash (post-LN BERT whose word embedding is a [30522, P] code table lifted b
 `model_type: bert_hash`: hidden {cfg.hidden_size}, layers {cfg.num_hidden_layers}, heads {cfg.num_attention_heads},
 intermediate {cfg.intermediate_size}, projections P = {cfg.projections}, max positions {cfg.max_position_embeddings},
 one-label head with sigmoid. **{params} parameters**. Tokenizer: BERT uncased WordPiece (all-MiniLM-L6-v2's files).
-Files: config.json, model.safetensors, tokenizer files, model.onnx (fp32), model.int8.onnx (dynamic int8 of the
-MatMul/Gemm weights; the hash table stays fp32).
+Files: config.json, model.safetensors, tokenizer files, model.onnx (fp32) and model.int8.onnx, **the file the
+server serves by default** (`HASHRANK_BACKEND=onnx-int8`): int8 weights of every MatMul/Gemm and the hash table,
+activation scales fixed at export on STS-B and WikiQA train pairs, so a pair's score does not depend on its
+batch-mates (app/modeling/quantize.py). `HASHRANK_BACKEND=onnx` serves the fp32 file.
 
 {notes}
 

@@ -73,7 +73,9 @@ def render(model_dir: Path, notes: str) -> str:
         f" (H{cfg['hidden_size']}, {cfg['num_hidden_layers']} layers,",
         f"{cfg['num_attention_heads']} heads, FFN {cfg['intermediate_size']}, {cfg['projections']}-d hash codes lifted"
         f" to {cfg['hidden_size']}), **{tr['params']:,} parameters**, max_length {hp['max_length']}",
-        "tokens per pair, sigmoid(logit) score. Same layout as sts-hash-nano; served by `/rank` by default.",
+        "tokens per pair, sigmoid(logit) score. Same layout as sts-hash-nano; served by `/rank` by default, from",
+        "model.int8.onnx (int8 weights, activation scales fixed at export on STS-B/WikiQA train pairs, so a pair's",
+        "score does not depend on its batch-mates; `HASHRANK_BACKEND=onnx` serves the fp32 model.onnx).",
         "",
         "## Evaluation (WikiQA test; scored through `app.scorer.Scorer`, ONNX Runtime, 1 thread)",
         "",
@@ -83,7 +85,11 @@ def render(model_dir: Path, notes: str) -> str:
         "| model | MAP | MRR | pairs/s (1 thread, shared CPU) |",
         "|---|---|---|---|",
     ]
-    for key, name in (("onnx", "rerank-hash-nano fp32 (model.onnx)"), ("onnx-int8", "rerank-hash-nano int8")):
+    names = (
+        ("onnx", "rerank-hash-nano fp32 (model.onnx)"),
+        ("onnx-int8", "rerank-hash-nano int8 (model.int8.onnx, served)"),
+    )
+    for key, name in names:
         if key in wq:
             lines.append(f"| {name} | {_map_cell(wq[key])} | {wq[key]['mrr']:.4f} | {wq[key]['pairs_per_s']} |")
     mc = wq["minilm_cosine"]
