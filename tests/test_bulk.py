@@ -15,26 +15,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from loadtest.bulk_bench import bulk_pairs
 from tests.conftest import ROOT
 from tests.test_cli import ENV, hashrank, scores_of
 
 pytestmark = pytest.mark.slow  # a local Ray takes ~20 s to start on a busy 2-core machine
 
 RAY_LOCAL = ("--num-cpus", "2", "--object-store-mb", "100")
-
-
-def pairs_of(data_dir: Path) -> list[tuple[str, str]]:
-    """SNLI dev + test (19,666 pairs) and STS-B dev (1,500): 21,166 real pairs of mixed lengths."""
-    pairs: list[tuple[str, str]] = []
-    snli = data_dir / "snli-devtest"
-    for split in ("dev", "test"):
-        first = (snli / f"s1.{split}").read_text(encoding="utf-8").splitlines()
-        second = (snli / f"s2.{split}").read_text(encoding="utf-8").splitlines()
-        pairs.extend(zip(first, second, strict=True))
-    for line in (data_dir / "stsbenchmark" / "sts-dev.csv").read_text(encoding="utf-8").splitlines():
-        fields = line.split("\t")
-        pairs.append((fields[5], fields[6]))
-    return pairs
 
 
 def read_output(directory: Path, suffix: str) -> list[dict[str, object]]:
@@ -45,10 +32,8 @@ def read_output(directory: Path, suffix: str) -> list[dict[str, object]]:
     return [json.loads(line) for f in files for line in f.read_text(encoding="utf-8").splitlines()]
 
 
-def test_bulk_score_equals_hashrank_score_on_21k_pairs(
-    sts_model_dir: Path, data_dir: Path, tmp_path: Path
-) -> None:
-    pairs = pairs_of(data_dir)
+def test_bulk_score_equals_hashrank_score_on_21k_pairs(sts_model_dir: Path, data_dir: Path, tmp_path: Path) -> None:
+    pairs = bulk_pairs(data_dir)
     assert len(pairs) >= 20_000
     source = tmp_path / "pairs.jsonl"
     rows = [{"id": i, "a": a, "b": b} for i, (a, b) in enumerate(pairs)]
