@@ -12,9 +12,10 @@ import os
 from collections.abc import AsyncIterator
 
 from fastapi import APIRouter, FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 
 from app.api.errors import install_error_handlers
-from app.api.middleware import ApiKey, BodyLimit, RequestMetrics
+from app.api.middleware import ApiKey, BodyLimit, RequestId, RequestMetrics
 from app.api.openapi import install_openapi
 from app.api.responses import JSONBody
 from app.api.routes import compat_cohere, compat_tei, ops, rank, score
@@ -70,11 +71,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         dialect.install(app)
     routers = [module.router for module in (*ROUTES, *DIALECTS)]
     install_openapi(app, settings)
-    app.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes)
+    app.add_middleware(
+        BodyLimit, max_bytes=settings.max_request_bytes, read_timeout_s=settings.read_timeout_s, metrics=metrics
+    )
     if settings.api_key is not None and settings.api_key.get_secret_value():
         app.add_middleware(ApiKey, key=settings.api_key.get_secret_value())  # before the body is read
     # Outermost: sees the 413s and 401s too.
     app.add_middleware(RequestMetrics, metrics=metrics, route_paths=_route_paths(app, routers))
+    app.add_middleware(RequestId)
+    origins = [o.strip() for o in settings.cors_origins.split(",") if o.strip()]
+    if origins:  # off unless configured: without CORS headers browsers refuse cross-origin calls
+        app.add_middleware(CORSMiddleware, allow_origins=origins, allow_methods=["GET", "POST"], allow_headers=["*"])
     return app
 
 

@@ -56,6 +56,12 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
+        self.read_timeouts = Counter(
+            f"{PREFIX}_read_timeouts",
+            "Requests answered 408 because their head or body arrived slower than read_timeout_s, by phase.",
+            ["phase"],
+            registry=r,
+        )
         self.in_flight = Gauge(
             f"{PREFIX}_requests_in_flight",
             "Requests being handled now, by route.",

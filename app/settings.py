@@ -82,6 +82,16 @@ class Settings(BaseSettings):
     # When set, every route but /health/* and /metrics needs `Authorization: Bearer <key>` (what the Cohere,
     # Jina and TEI clients send); anything else gets 401. Empty: no authentication.
     api_key: SecretStr | None = None
+    # Seconds a client may take to send a request's head, and then its body; slower ones get 408 and are
+    # disconnected (a stalled connection holds a descriptor and, once its head is in, a request slot). 10 s
+    # passes a 4 MB body at 400 KB/s.
+    read_timeout_s: Annotated[float, Field(gt=0)] = 10.0
+    # Open connections (or requests in progress) per worker; beyond it uvicorn answers 503 and closes.
+    # Above 1,000 so that a burst of stalled clients, cut by read_timeout_s, leaves room for real ones.
+    max_connections: PositiveInt = 2048
+    # Comma-separated origins a browser may call the API from (CORS), or "*". Empty: no CORS headers, so
+    # browsers refuse cross-origin calls.
+    cors_origins: str = ""
 
     host: str = "0.0.0.0"
     port: Annotated[int, Field(ge=0, le=65535)] = 8080

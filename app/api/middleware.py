@@ -1,15 +1,22 @@
-"""ASGI middleware: the API key, the request body limit and the HTTP metrics. Pure ASGI (no
-BaseHTTPMiddleware), so streaming and disconnects pass through untouched."""
+"""ASGI middleware: the API key, the request body limit and read deadline, the request id and access log,
+and the HTTP metrics. Pure ASGI (no BaseHTTPMiddleware), so streaming and disconnects pass through untouched."""
 
 from __future__ import annotations
 
+import asyncio
 import hmac
+import logging
+import re
 import time
+import uuid
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.api.errors import ApiError, respond, route_path
+from app.api.read_timeout import TIMEOUT_MESSAGE
 from app.metrics import Metrics
+
+access_log = logging.getLogger("hashrank.access")
 
 # Probes and scrapers do not carry the key: orchestrators and Prometheus reach these without it.
 OPEN_PATHS = ("/health", "/metrics")
@@ -44,11 +51,14 @@ class ApiKey:
 
 class BodyLimit:
     """Refuse a body over max_bytes with 413 before anything parses it: at once from Content-Length, or
-    as soon as a chunked body grows past the limit. The accepted body is replayed to the app."""
+    as soon as a chunked body grows past the limit; and one that has not fully arrived read_timeout_s
+    after the request's head with 408 (and close the connection). The accepted body is replayed to the app."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, read_timeout_s: float, metrics: Metrics) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.read_timeout_s = read_timeout_s
+        self.timeouts = metrics.read_timeouts.labels("body")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
@@ -60,8 +70,13 @@ class BodyLimit:
             return
         messages: list[Message] = []
         size = 0
+        deadline = time.monotonic() + self.read_timeout_s
         while True:
-            message = await receive()
+            try:
+                message = await asyncio.wait_for(receive(), deadline - time.monotonic())
+            except TimeoutError:
+                await self._too_slow(scope, receive, send)
+                return
             messages.append(message)
             if message["type"] != "http.request":
                 break
@@ -76,6 +91,12 @@ class BodyLimit:
             return messages.pop(0) if messages else await receive()
 
         await self.app(scope, replay, send)
+
+    async def _too_slow(self, scope: Scope, receive: Receive, send: Send) -> None:
+        self.timeouts.inc()
+        message = TIMEOUT_MESSAGE.format(self.read_timeout_s)
+        error = ApiError(408, "request_timeout", message, headers={"Connection": "close"})
+        await respond(scope["app"], route_path(scope), error)(scope, receive, send)
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send, size: int) -> None:
         error = ApiError(
@@ -134,3 +155,44 @@ class RequestMetrics:
             model = str(scope.get("state", {}).get("model", ""))
             self.metrics.requests.labels(label, str(status), model).inc()
             self.metrics.request_seconds.labels(label, model).observe(time.perf_counter() - started)
+
+
+# A caller's request id is echoed if it is short printable ASCII (it lands in logs and headers); else ours.
+_REQUEST_ID = re.compile(rb"[\x21-\x7e]{1,128}")
+
+
+class RequestId:
+    """`X-Request-ID`: the caller's (or a fresh UUID) in scope["state"]["request_id"], on the response, and
+    in the access log line written when the response is complete: client, request line, status, ms, id."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        sent = dict(scope["headers"]).get(b"x-request-id", b"")
+        request_id = sent.decode() if _REQUEST_ID.fullmatch(sent) else str(uuid.uuid4())
+        scope.setdefault("state", {})["request_id"] = request_id
+        status = 500
+        started = time.perf_counter()
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [*message.get("headers", []), (b"x-request-id", request_id.encode())]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            client = "{}:{}".format(*scope["client"]) if scope.get("client") else "-"
+            query = "?" + scope["query_string"].decode("latin-1") if scope.get("query_string") else ""
+            access_log.info(
+                '%s - "%s %s%s HTTP/%s" %d %.1fms request_id=%s',
+                *(client, scope["method"], scope["path"], query, scope["http_version"], status),
+                (time.perf_counter() - started) * 1000,
+                request_id,
+            )

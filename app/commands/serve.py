@@ -10,6 +10,7 @@ flags win. With no arguments it serves the shipped models from models/ on 0.0.0.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import sys
@@ -52,6 +53,8 @@ def run(args: argparse.Namespace) -> int:
     import uvicorn
     from pydantic import ValidationError
 
+    from app.api.read_timeout import ReadTimeoutProtocol
+
     overrides = overrides_from(args)
     try:
         settings = Settings(**overrides)
@@ -63,8 +66,14 @@ def run(args: argparse.Namespace) -> int:
         "port": settings.port,
         "log_level": settings.log_level,
         "loop": "auto",  # uvloop when installed
-        "http": "auto",  # httptools when installed
         "timeout_graceful_shutdown": 30,
+        # httptools (uvicorn[standard]) with a deadline on request heads (bodies: BodyLimit), and a cap on
+        # open connections (503 beyond it).
+        "http": ReadTimeoutProtocol,
+        "limit_concurrency": settings.max_connections,
+        # Our access log (app/api/middleware.py RequestId) carries the request id; uvicorn's cannot.
+        "access_log": False,
+        "log_config": _log_config(),
     }
     if settings.workers == 1:
         from app.main import create_app
@@ -77,6 +86,15 @@ def run(args: argparse.Namespace) -> int:
     _prepare_multiprocess_metrics()
     uvicorn.run("app.main:create_app", factory=True, workers=settings.workers, **options)
     return 0
+
+
+def _log_config() -> dict[str, Any]:
+    """uvicorn's logging config plus the `hashrank.access` logger, printed like uvicorn's own lines."""
+    from uvicorn.config import LOGGING_CONFIG
+
+    config = copy.deepcopy(LOGGING_CONFIG)
+    config["loggers"]["hashrank.access"] = {"handlers": ["default"], "level": "INFO", "propagate": False}
+    return config
 
 
 def _env_value(annotation: Any, value: Any) -> str:

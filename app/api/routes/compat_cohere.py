@@ -149,5 +149,5 @@ async def rerank_v2(body: CohereV2Request, request: Request, reranker: RerankerD
 
 
 def _request_id(request: Request) -> str:
-    """The caller's X-Request-ID when it sends one, so logs on both sides join; else a fresh UUID."""
-    return request.headers.get("x-request-id") or str(uuid.uuid4())
+    """The request's X-Request-ID (the caller's, or the one RequestId made), so logs on both sides join."""
+    return str(getattr(request.state, "request_id", "")) or str(uuid.uuid4())
