@@ -10,11 +10,13 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from app.errors import InvalidInput
 from loadtest.bulk_bench import bulk_pairs
 from tests.conftest import ROOT
 from tests.test_cli import ENV, hashrank, scores_of
@@ -24,7 +26,7 @@ pytestmark = pytest.mark.slow  # a local Ray takes ~20 s to start on a busy 2-co
 RAY_LOCAL = ("--num-cpus", "2", "--object-store-mb", "100")
 
 
-def read_output(directory: Path, suffix: str) -> list[dict[str, object]]:
+def read_output(directory: Path, suffix: str) -> list[dict[str, Any]]:
     files = sorted(directory.glob(f"*.{suffix}"))
     assert files, f"no .{suffix} file in {directory}"
     if suffix == "parquet":
@@ -51,7 +53,6 @@ def test_bulk_score_equals_hashrank_score_on_21k_pairs(sts_model_dir: Path, data
     assert sorted(row["id"] for row in scored) == list(range(len(rows)))  # every row once
     for row in scored:
         i = row["id"]
-        assert isinstance(i, int)
         assert (row["a"], row["b"]) == (rows[i]["a"], rows[i]["b"])  # the input row, unchanged
         assert row["score"] == expected[i], f"row {i}: bulk {row['score']!r} != score {expected[i]!r}"
 
@@ -70,18 +71,20 @@ def test_bulk_score_parquet_keeps_columns_and_reads_query_document(sts_model_dir
     lines = tmp_path / "pairs.jsonl"
     lines.write_text("".join(json.dumps({"query": q, "document": d}) + "\n" for q, d in pairs), encoding="utf-8")
     expected = scores_of(hashrank("score", "--model", str(sts_model_dir), "--raw-scores", stdin=lines))
-    scored = sorted(read_output(out, "parquet"), key=lambda row: int(row["doc_id"]))  # type: ignore[call-overload]
+    scored = sorted(read_output(out, "parquet"), key=lambda row: int(row["doc_id"]))
     assert [set(row) for row in scored] == [{"query", "document", "doc_id", "score"}] * 300
     assert [row["score"] for row in scored] == expected.tolist()
 
 
-def test_bulk_score_refuses_a_file_without_pair_columns(sts_model_dir: Path, tmp_path: Path) -> None:
-    source = tmp_path / "bad.jsonl"
-    source.write_text('{"text": "one", "other": "two"}\n', encoding="utf-8")
-    out = str(tmp_path / "scored")
-    bulk = hashrank("bulk-score", str(source), "--output", out, "--model", str(sts_model_dir), *RAY_LOCAL)
-    assert bulk.returncode == 2
-    assert "needs columns 'a' and 'b'" in bulk.stderr
+def test_pair_columns_are_the_spellings_hashrank_score_reads() -> None:
+    from app.bulk import pair_columns  # imports ray
+
+    assert pair_columns(["id", "query", "document"]) == ("query", "document")
+    assert pair_columns(["a", "b", "query", "document"]) == ("a", "b")
+    with pytest.raises(InvalidInput, match="needs columns 'a' and 'b'"):
+        pair_columns(["text", "other"])
+    with pytest.raises(InvalidInput, match="already has a 'score' column"):
+        pair_columns(["a", "b", "score"])
 
 
 def test_the_cli_and_the_server_do_not_import_ray() -> None:

@@ -48,7 +48,7 @@ def the(kind: str, kustomization: str = "base") -> dict[str, Any]:
 
 def container(deployment: dict[str, Any]) -> dict[str, Any]:
     (c,) = deployment["spec"]["template"]["spec"]["containers"]
-    return c
+    return dict(c)
 
 
 def literal_env(c: dict[str, Any]) -> dict[str, str]:
