@@ -43,6 +43,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         reranker.start()
         app.state.reranker = reranker
         warm = asyncio.create_task(_warm_up(reranker))
+        if settings.workers > 1:
+            # Workers share one socket: one still warming would take connections only to answer 503. Its
+            # siblings serve meanwhile (a worker uvicorn replaces after a crash, or all of them at start).
+            await asyncio.shield(warm)
         try:
             yield
         finally:

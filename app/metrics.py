@@ -7,8 +7,11 @@ then writes every value to per-process files and `render()` merges them (gauges 
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
 from dataclasses import dataclass
+from pathlib import Path
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -154,12 +157,6 @@ class Metrics:
             ["model"],
             registry=r,
         )
-        self.model_info = Gauge(
-            f"{PREFIX}_model_info",
-            "Served models (value 1).",
-            ["model", "backend", "parameters", "max_length"],
-            multiprocess_mode="max",
-            registry=r,
         self.cache_lookups = Counter(
             f"{PREFIX}_cache_lookups",
             "Pairs looked up in the score cache (HASHRANK_CACHE_MB > 0), by result=hit|miss.",
@@ -173,6 +170,12 @@ class Metrics:
             multiprocess_mode="livesum",
             registry=r,
         )
+        self.model_info = Gauge(
+            f"{PREFIX}_model_info",
+            "Served models (value 1).",
+            ["model", "backend", "parameters", "max_length"],
+            multiprocess_mode="max",
+            registry=r,
         )
 
     def for_model(self, model: str) -> ModelMetrics:
@@ -193,15 +196,16 @@ class Metrics:
             rejected=self.rejected.labels(model),
             documents_chunked=self.documents_chunked.labels(model),
             chunks=self.chunks.labels(model),
+            cache_hits=self.cache_lookups.labels(model, "hit"),
+            cache_misses=self.cache_lookups.labels(model, "miss"),
+            cache_entries=self.cache_entries.labels(model),
         )
 
     def render(self) -> bytes:
         """The exposition text: this registry, or every worker's files in multiprocess mode."""
         if multiprocess_dir() is None:
             return generate_latest(self.registry)
-            cache_hits=self.cache_lookups.labels(model, "hit"),
-            cache_misses=self.cache_lookups.labels(model, "miss"),
-            cache_entries=self.cache_entries.labels(model),
+        forget_dead_workers()
         merged = CollectorRegistry()
         multiprocess.MultiProcessCollector(merged)  # type: ignore[no-untyped-call]
         return generate_latest(merged)
@@ -227,12 +231,30 @@ class ModelMetrics:
     rejected: Counter
     documents_chunked: Counter
     chunks: Counter
+    cache_hits: Counter
+    cache_misses: Counter
+    cache_entries: Gauge
+
+
+def forget_dead_workers() -> None:
+    """mark_process_dead for workers that died without a shutdown (kill -9, OOM): uvicorn's supervisor
+    replaces them, but their live gauges (in flight, queue depth) would stay in the sums forever."""
+    directory = multiprocess_dir()
+    if directory is None:
+        return
+    files = (re.search(r"_(\d+)\.db$", p.name) for p in Path(directory).glob("gauge_live*_*.db"))
+    pids = {int(m.group(1)) for m in files if m}
+    for pid in pids:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            with contextlib.suppress(FileNotFoundError):  # another worker's /metrics got there first
+                mark_process_dead(pid)
+        except PermissionError:  # alive, another user's
+            pass
 
 
 def mark_process_dead(pid: int) -> None:
     """Forget a finished worker's live gauges (queue depth, in-flight) in multiprocess mode."""
     if multiprocess_dir() is not None:
         multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]
-    cache_hits: Counter
-    cache_misses: Counter
-    cache_entries: Gauge
