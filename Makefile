@@ -39,7 +39,15 @@ lint: $(VENV)/.dev-installed
 	$(BIN)/check-jsonschema --builtin-schema vendor.compose-spec docker-compose.yml
 	$(BIN)/python deploy/kubernetes/validate.py
 
-bench: $(VENV)/.dev-installed
+# The peer the bench measures side by side (Infinity) lives in its own venv: its pins clash with ours.
+PEERS_VENV := .venv-peers
+$(PEERS_VENV)/.installed: requirements/peers.txt
+	$(PYTHON) -m venv $(PEERS_VENV)
+	$(PEERS_VENV)/bin/pip install --quiet torch==2.13.0
+	$(PEERS_VENV)/bin/pip install --quiet -r requirements/peers.txt
+	touch $@
+
+bench: $(VENV)/.dev-installed $(PEERS_VENV)/.installed
 	$(BIN)/python -m loadtest.bench
 
 train-sts: $(VENV)/.dev-installed

@@ -7,7 +7,8 @@ Order of a run (one core each for server and client where the target says "one c
 3. the naive server (`loadtest.naive_server`), pinned the same way, the same cells.
 4. hashrank, 2 workers on cores 0-1 (the client then shares both cores; noted in the report).
 5. hashrank with the other ONNX file (fp32 <-> int8), 1 worker, a few cells.
-6. the ceiling again: the spread between 1 and 6 is the run's noise.
+6. peers: CrossEncoder in-process, Infinity over HTTP (same model, same core; see loadtest/README.md).
+7. the ceiling again: the spread between 1 and 7 is the run's noise.
 Raw results go to loadtest/results/<date>.json; loadtest.report writes the .md and .png from it.
 
     $ python -m loadtest.bench                      # ~6 minutes
@@ -118,6 +119,26 @@ def peers(rank_dir: Path, args: argparse.Namespace) -> list[dict]:
     return json_lines(pinned(cmd, args.server_cpus), args.out_dir / "logs" / "peers.log")
 
 
+# The peer server's own virtualenv (its pins clash with ours: numpy<2, sentence-transformers<4); `make bench`
+# builds it from requirements/peers.txt.
+PEERS_VENV = ROOT / ".venv-peers"
+PEER_CELLS = ("rank20:1", "rank20:8", "rank20:32", "rank100:1", "rank100:8", "rank100:32")
+
+
+def serve_infinity(rank_dir: Path, args: argparse.Namespace) -> Server | None:
+    """Infinity (torch engine, 1 thread) serving the same rank model directory; None without its venv."""
+    binary = PEERS_VENV / "bin" / "infinity_emb"
+    if not binary.is_file():
+        print(f"[bench] no {binary}: Infinity skipped (make bench installs it)", flush=True)
+        return None
+    port = free_port()
+    cmd = [str(binary), "v2", "--model-id", str(rank_dir), "--engine", "torch", "--device", "cpu"]
+    cmd += ["--port", str(port), "--host", "127.0.0.1", "--trust-remote-code"]
+    env = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "INFINITY_ANONYMOUS_USAGE_STATS": "0", "DO_NOT_TRACK": "1"}
+    log = args.out_dir / "logs" / "infinity.log"
+    return Server("infinity", cmd, port, args.server_cpus, env, log, ready_path="/health")
+
+
 def serve_ours(name: str, args: argparse.Namespace, models: str, *, workers: int, cpus: str, backend: str) -> Server:
     port = free_port()
     env = {
@@ -135,8 +156,11 @@ def serve_ours(name: str, args: argparse.Namespace, models: str, *, workers: int
     return Server(name, python_module("app", "serve"), port, cpus, env, args.out_dir / "logs" / f"{name}.log")
 
 
-def drive(server: Server, cells: list[str], args: argparse.Namespace, client_cpus: str | None) -> list[dict]:
+def drive(
+    server: Server, cells: list[str], args: argparse.Namespace, client_cpus: str | None, rank_path: str = "/rank"
+) -> list[dict]:
     cmd = python_module("loadtest.loadgen", server.url, "--seconds", str(args.seconds), "--warmup", str(args.warmup))
+    cmd += ["--rank-path", rank_path]
     for cell in cells:
         cmd += ["--cell", cell]
     rows = json_lines(pinned(cmd, client_cpus), args.out_dir / "logs" / "loadgen.log")
@@ -228,11 +252,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 args.client_cpus,
             )
         )
+    infinity = None if args.quick else serve_infinity(rank_dir, args)
+    if infinity is not None:
+        plan.append(("infinity", infinity, list(PEER_CELLS), args.client_cpus))
     for name, server, cells, client_cpus in plan:
         print(f"[bench] {name}: starting on cpus {server.cpus}", flush=True)
         with server:
             print(f"[bench] {name}: ready in {server.ready_seconds:.2f}s; {len(cells)} cells", flush=True)
-            rows = drive(server, cells, args, client_cpus)
+            rows = drive(server, cells, args, client_cpus, rank_path="/rerank" if name == "infinity" else "/rank")
             result["footprint"][name] = footprint(server)
         for row in rows:
             print(

@@ -17,7 +17,7 @@ import contextlib
 import json
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from urllib.parse import urlsplit
 
 import orjson
@@ -236,9 +236,12 @@ async def run_cell(
     return result
 
 
-def run_plan(url: str, cells: list[tuple[str, int]], warmup: float, seconds: float) -> list[CellResult]:
-    """Run cells one after the other in a fresh event loop; workloads are built once."""
-    workloads = build_workloads(data_dir())
+def run_plan(
+    url: str, cells: list[tuple[str, int]], warmup: float, seconds: float, rank_path: str = "/rank"
+) -> list[CellResult]:
+    """Run cells one after the other in a fresh event loop; workloads are built once. `rank_path` sends the
+    /rank bodies ({"query", "documents"}) elsewhere, e.g. a peer's /rerank."""
+    workloads = {name: on_rank_path(w, rank_path) for name, w in build_workloads(data_dir()).items()}
     try:
         import uvloop
 
@@ -257,6 +260,11 @@ def run_plan(url: str, cells: list[tuple[str, int]], warmup: float, seconds: flo
     return runner(all_cells())
 
 
+def on_rank_path(workload: Workload, path: str) -> Workload:
+    requests = [replace(r, path=path) if r.path == "/rank" else r for r in workload.requests]
+    return replace(workload, requests=requests)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("url", help="base URL of a running hashrank, e.g. http://127.0.0.1:8080")
@@ -265,11 +273,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cell", action="append", default=[], help="WORKLOAD:CONCURRENCY instead of the product")
     parser.add_argument("--warmup", type=float, default=1.5, help="unrecorded seconds before each window")
     parser.add_argument("--seconds", type=float, default=5.0, help="measured seconds per cell")
+    parser.add_argument("--rank-path", default="/rank", help="where the rank workloads go (a peer's /rerank)")
     args = parser.parse_args(argv)
     cells = [(w, int(c)) for w, _, c in (cell.partition(":") for cell in args.cell)]
     if not cells:
         cells = [(w, c) for w in args.workload or ["rank20"] for c in args.concurrency or [1, 8, 32]]
-    run_plan(args.url.rstrip("/"), cells, args.warmup, args.seconds)
+    run_plan(args.url.rstrip("/"), cells, args.warmup, args.seconds, args.rank_path)
     return 0
 
 

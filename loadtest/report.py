@@ -86,6 +86,19 @@ def targets(result: dict) -> list[tuple[str, str, str, str]]:
                     verdict(r >= bar),
                 )
             )
+    for workload in ("rank20", "rank100"):
+        for conc in (1, 8, 32):
+            ours, peer = cell(result, "ours-1w", workload, conc), cell(result, "infinity", workload, conc)
+            if ours and peer and peer["pairs_per_s"]:
+                r = ours["pairs_per_s"] / peer["pairs_per_s"]
+                out.append(
+                    (
+                        f"{workload} c={conc} >= 2x Infinity (same model, same core)",
+                        f"{fmt(ours['pairs_per_s'])} vs {fmt(peer['pairs_per_s'])} pairs/s",
+                        f"{r:.2f}x",
+                        verdict(r >= 2.0),
+                    )
+                )
     for peer in result.get("peers", []):
         ours = cell(result, "ours-1w", peer["workload"], 1)
         if ours and peer["pairs_per_s"]:
