@@ -8,7 +8,7 @@ HOST   ?= 0.0.0.0
 PORT   ?= 8080
 export HF_HUB_OFFLINE := 1
 
-.PHONY: serve test test-fast lint bench lock lock-dev train-sts train-rerank eval clean
+.PHONY: serve test test-fast lint bench reliability lock lock-dev train-sts train-rerank eval clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -49,6 +49,11 @@ $(PEERS_VENV)/.installed: requirements/peers.txt
 
 bench: $(VENV)/.dev-installed $(PEERS_VENV)/.installed
 	$(BIN)/python -m loadtest.bench
+
+# Issue 25's torture suite: tests/reliability, then 30 s at 10x the sustainable rate and a 10-minute soak;
+# writes loadtest/results/reliability-<date>.md (~15 min).
+reliability: $(VENV)/.dev-installed
+	$(BIN)/python -m loadtest.reliability
 
 train-sts: $(VENV)/.dev-installed
 	$(BIN)/python -m training.sts_recipe --out models/sts-hash-nano
