@@ -149,9 +149,8 @@ def train(recipe: RelevanceRecipe, run_dir: Path) -> dict:
     step, best, history, elapsed = 0, -1.0, [], 0.0
     if ckpt.is_file():
         state = torch.load(ckpt, weights_only=False)
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["opt"])
-        sched.load_state_dict(state["sched"])
+        for part, key in ((model, "model"), (opt, "opt"), (sched, "sched")):
+            part.load_state_dict(state[key])
         ema, step, best = state["ema"], state["step"], state["best"]
         history, elapsed = state["history"], state["elapsed"]
         torch.set_rng_state(state["torch_rng"])
