@@ -60,6 +60,30 @@ def _by_type_table(wq: dict) -> list[str]:
     return [*lines, ""]
 
 
+def _calibration_lines(model_dir: Path) -> list[str]:
+    """The score calibration folded into the head (training.calibrate), if the model has one."""
+    path = model_dir / "calibration.json"
+    if not path.is_file():
+        return []
+    cal = json.loads(path.read_text())
+    lines = [
+        "## Calibrated score",
+        "",
+        f"`relevance_score` is sigmoid({cal['a']:.4f} x logit {cal['b']:+.4f}) of the trained head, folded into the",
+        "classifier (training.calibrate, fitted by log-loss on WikiQA dev and InsuranceQA valid, sources weighted",
+        "equally), so it reads as a probability of relevance and thresholds (`min_score`) mean something. Expected",
+        "calibration error, 10 equal-width bins (reliability diagram: calibration.png):",
+        "",
+        "| set | pairs | ECE before | ECE after |",
+        "|---|---|---|---|",
+    ]
+    for split in ("fit", "test"):
+        for source, row in cal[split].items():
+            name = f"{source} {'dev/valid (fit)' if split == 'fit' else 'test'}"
+            lines.append(f"| {name} | {row['pairs']:,} | {row['ece_before']:.4f} | {row['ece_after']:.4f} |")
+    return [*lines, ""]
+
+
 def render(model_dir: Path, notes: str) -> str:
     tr = json.loads((model_dir / "training.json").read_text())
     ev = json.loads((model_dir / "eval.json").read_text())
@@ -115,6 +139,7 @@ def render(model_dir: Path, notes: str) -> str:
     lines += [
         _row("all-MiniLM-L6-v2 cosine (reference)", pool["minilm_rerank"]),
         "",
+        *_calibration_lines(model_dir),
         f"Selection: WikiQA dev MAP (checked every {hp['eval_every']} steps), best at step {best} of {hp['steps']}:",
         f"dev MAP {tr['dev_map']:.4f}, MRR {tr['dev_mrr']:.4f}. Full numbers: eval.json, training.json.",
         "",
