@@ -40,7 +40,7 @@ class TeiError(BaseModel):
 # An empty list is TEI's 400 "Empty": the schema says so (minItems), the route answers it.
 NON_EMPTY: dict[str, Any] = {"minItems": 1}
 # Exactly one of texts/documents is a list (the other absent or null), as _one_list checks.
-_ONE_LIST = {
+_ONE_LIST: dict[str, Any] = {
     "anyOf": [
         {"required": [name], "properties": {name: {"type": "array"}}} for name in ("texts", "documents")
     ],
