@@ -49,7 +49,8 @@ async def test_scores_match_the_hashrank_score_command(
 ) -> None:
     lines = "".join(json.dumps({"a": a, "b": b}) + "\n" for a, b in PAIRS)
     monkeypatch.setattr("sys.stdin", io.StringIO(lines))
-    assert hashrank(["score", "--model", str(sts_model_dir), "--max-length", "256"]) == 0
+    # --int8: the file the server serves by default (the command line defaults to fp32, the reference).
+    assert hashrank(["score", "--model", str(sts_model_dir), "--max-length", "256", "--int8"]) == 0
     cli = [json.loads(line)["score"] for line in capsys.readouterr().out.splitlines()]
     served = (await client.post("/score", json={"pairs": [list(p) for p in PAIRS]})).json()["scores"]
     assert served == cli
