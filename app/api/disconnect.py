@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
@@ -17,21 +16,29 @@ T = TypeVar("T")
 
 async def cancel_on_disconnect(request: Request, work: Coroutine[Any, Any, T]) -> T:
     """Await `work`; if the client disconnects first, cancel it (the batcher then drops its queued
-    pairs) and raise ClientDisconnected."""
-    task = asyncio.ensure_future(work)
+    pairs) and raise ClientDisconnected.
+
+    `work` runs in the calling task and one watcher task cancels that task on disconnect: about 50 us less
+    per request than running both as tasks under asyncio.wait, which a 1-pair request notices."""
+    caller = asyncio.current_task()
+    assert caller is not None
     watcher = asyncio.ensure_future(_disconnected(request.receive))
+
+    def on_disconnect(done: asyncio.Future[None]) -> None:
+        if not done.cancelled() and done.exception() is None:
+            caller.cancel()
+
+    watcher.add_done_callback(on_disconnect)
     try:
-        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+        return await work
+    except asyncio.CancelledError:
+        if watcher.done() and not watcher.cancelled() and watcher.exception() is None:
+            caller.uncancel()  # our own cancellation, not the server's: do not leave the task cancelling
+            raise ClientDisconnected("the client closed the connection before the response was ready") from None
+        raise
     finally:
-        if not task.done() and not watcher.done():  # we were cancelled ourselves (shutdown)
-            task.cancel()
+        watcher.remove_done_callback(on_disconnect)
         watcher.cancel()
-    if task.done():
-        return task.result()
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError, Exception):
-        await task
-    raise ClientDisconnected("the client closed the connection before the response was ready")
 
 
 async def _disconnected(receive: Receive) -> None:
