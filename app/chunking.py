@@ -21,6 +21,7 @@ import numpy as np
 from tokenizers import Tokenizer
 
 from app.errors import InvalidInput, ModelLoadError
+from app.modeling.tokenizer import configured
 
 Aggregation = Literal["max", "mean", "first"]
 AGGREGATIONS: tuple[Aggregation, ...] = ("max", "mean", "first")
@@ -140,9 +141,7 @@ class Chunker:
         if max_length <= SPECIAL_TOKENS + 1:
             raise ValueError(f"max_length {max_length} leaves no room for a query and a document")
         self.max_length = max_length
-        self._tok = Tokenizer.from_str(tokenizer.to_str())
-        self._tok.no_truncation()
-        self._tok.no_padding()
+        self._tok = configured(tokenizer.to_str())  # shared with the pair tokenizer of the same vocabulary
 
     @classmethod
     def from_dir(cls, model_dir: Path, max_length: int) -> Chunker:

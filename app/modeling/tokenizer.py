@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -15,6 +16,21 @@ from app.errors import InvalidInput, ModelLoadError
 
 Truncation = Literal["longest_first", "only_second"]
 TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "tokenizer_config.json", "special_tokens_map.json")
+
+
+@functools.lru_cache(maxsize=16)
+def configured(spec: str, max_length: int | None = None, strategy: Truncation | None = None) -> Tokenizer:
+    """A Rust tokenizer for this tokenizer.json text, without padding, truncating to max_length with `strategy`
+    (None: not at all). Shared by every model and chunker that asks for the same one: each copy holds ~5 MB, and
+    the shipped models use one vocabulary. Encoding never changes a tokenizer's settings, so sharing is
+    thread-safe."""
+    tokenizer = Tokenizer.from_str(spec)
+    tokenizer.no_padding()
+    if max_length is None or strategy is None:
+        tokenizer.no_truncation()
+    else:
+        tokenizer.enable_truncation(max_length, strategy=strategy)
+    return tokenizer
 
 
 @dataclass(frozen=True)
@@ -46,15 +62,11 @@ class PairTokenizer:
     def __init__(self, tokenizer: Tokenizer, max_length: int) -> None:
         self.max_length = max_length
         self.pad_id = tokenizer.token_to_id("[PAD]") or 0
-        self._by_strategy: dict[Truncation, Tokenizer] = {}
-        for strategy in ("longest_first", "only_second"):
-            tok = Tokenizer.from_str(tokenizer.to_str())
-            tok.no_padding()
-            tok.enable_truncation(max_length, strategy=strategy)
-            self._by_strategy[strategy] = tok
-        self._pieces = Tokenizer.from_str(tokenizer.to_str())  # single texts, no specials, no truncation
-        self._pieces.no_padding()
-        self._pieces.no_truncation()
+        spec = tokenizer.to_str()
+        self._by_strategy: dict[Truncation, Tokenizer] = {
+            strategy: configured(spec, max_length, strategy) for strategy in ("longest_first", "only_second")
+        }
+        self._pieces = configured(spec)  # single texts, no specials, no truncation
         self._frame = _bert_frame(self._pieces)
 
     @classmethod
