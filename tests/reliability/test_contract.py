@@ -22,7 +22,9 @@ def test_openapi_contract_holds(server: Server, tmp_path: Path) -> None:
         *("run", f"{server.url}/openapi.json", "--checks", "all", "--max-examples", "80", "--workers", "1"),
         *("--seed", "25", "--generation-database", "none", "--report-dir", str(tmp_path)),
     ]
-    run = subprocess.run(command, env=env, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    # In tmp_path: schemathesis keeps a crash cache (.schemathesis/) in its working directory.
+    # In tmp_path: schemathesis keeps a crash cache (.schemathesis/) in its working directory.
+    run = subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600)
     summary = run.stdout[-3000:]
     cases = re.search(r"(\d+) generated", run.stdout)
     assert cases is not None, summary
