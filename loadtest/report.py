@@ -57,6 +57,15 @@ def verdict(ok: bool | None) -> str:
     return "n/a" if ok is None else ("met" if ok else "**missed**")
 
 
+def ratio_target(name: str, ours: dict | None, theirs: dict | None, bar: float) -> tuple[str, str, str, str] | None:
+    """A target row for pairs/s of `ours` over `theirs` (None when either was not measured)."""
+    if not ours or not theirs or not theirs["pairs_per_s"]:
+        return None
+    r = ours["pairs_per_s"] / theirs["pairs_per_s"]
+    measured = f"{fmt(ours['pairs_per_s'])} vs {fmt(theirs['pairs_per_s'])} pairs/s"
+    return name, measured, f"{r:.2f}x", verdict(r >= bar)
+
+
 def targets(result: dict) -> list[tuple[str, str, str, str]]:
     """(target, measured, ratio or value, verdict) for each target of the issue."""
     backend = result["config"]["backend"]
@@ -75,54 +84,33 @@ def targets(result: dict) -> list[tuple[str, str, str, str]]:
             )
         )
     for workload, conc, bar in (("rank20", 32, 2.0), ("score1", 32, 1.5), ("score1", 1, 1.0)):
-        ours, naive = cell(result, "ours-1w", workload, conc), cell(result, "naive", workload, conc)
-        if ours and naive and naive["pairs_per_s"]:
-            r = ours["pairs_per_s"] / naive["pairs_per_s"]
-            out.append(
-                (
-                    f"{workload} c={conc} >= {bar:g}x naive",
-                    f"{fmt(ours['pairs_per_s'])} vs {fmt(naive['pairs_per_s'])} pairs/s",
-                    f"{r:.2f}x",
-                    verdict(r >= bar),
-                )
-            )
-    for workload in ("rank20", "rank100"):
-        for conc in (1, 8, 32):
-            ours, peer = cell(result, "ours-1w", workload, conc), cell(result, "infinity", workload, conc)
-            if ours and peer and peer["pairs_per_s"]:
-                r = ours["pairs_per_s"] / peer["pairs_per_s"]
-                out.append(
-                    (
-                        f"{workload} c={conc} >= 2x Infinity (same model, same core)",
-                        f"{fmt(ours['pairs_per_s'])} vs {fmt(peer['pairs_per_s'])} pairs/s",
-                        f"{r:.2f}x",
-                        verdict(r >= 2.0),
-                    )
-                )
+        row = ratio_target(
+            f"{workload} c={conc} >= {bar:g}x naive",
+            cell(result, "ours-1w", workload, conc),
+            cell(result, "naive", workload, conc),
+            bar,
+        )
+        out += [row] if row else []
+    for workload, conc in ((w, c) for w in ("rank20", "rank100") for c in (1, 8, 32)):
+        row = ratio_target(
+            f"{workload} c={conc} >= 2x Infinity (same model, same core)",
+            cell(result, "ours-1w", workload, conc),
+            cell(result, "infinity", workload, conc),
+            2.0,
+        )
+        out += [row] if row else []
     for peer in result.get("peers", []):
-        ours = cell(result, "ours-1w", peer["workload"], 1)
-        if ours and peer["pairs_per_s"]:
-            r = ours["pairs_per_s"] / peer["pairs_per_s"]
-            out.append(
-                (
-                    f"{peer['workload']} c=1 over HTTP ahead of {peer['peer']} in-process",
-                    f"{fmt(ours['pairs_per_s'])} vs {fmt(peer['pairs_per_s'])} pairs/s",
-                    f"{r:.2f}x",
-                    verdict(r >= 1.0),
-                )
-            )
+        name = f"{peer['workload']} c=1 over HTTP ahead of {peer['peer']} in-process"
+        row = ratio_target(name, cell(result, "ours-1w", peer["workload"], 1), peer, 1.0)
+        out += [row] if row else []
     for workload, conc in (("rank100", 8), ("rank100", 32), ("rank20", 32), ("score1", 32), ("mix", 32)):
-        one, two = cell(result, "ours-1w", workload, conc), cell(result, "ours-2w", workload, conc)
-        if one and two and one["pairs_per_s"]:
-            r = two["pairs_per_s"] / one["pairs_per_s"]
-            out.append(
-                (
-                    f"2 workers / 1 worker, {workload} c={conc} >= 1.7x",
-                    f"{fmt(two['pairs_per_s'])} vs {fmt(one['pairs_per_s'])} pairs/s",
-                    f"{r:.2f}x",
-                    verdict(r >= 1.7),
-                )
-            )
+        row = ratio_target(
+            f"2 workers / 1 worker, {workload} c={conc} >= 1.7x",
+            cell(result, "ours-2w", workload, conc),
+            cell(result, "ours-1w", workload, conc),
+            1.7,
+        )
+        out += [row] if row else []
     lat = cell(result, "ours-1w", "rank20", 1)
     # The compute alone: 20 pairs at the ceiling's rate (with tokenization), whatever the server does.
     floor = ceiling_of(start, "rank20", backend, tokenize=True) or ceiling_for(start, "rank20", backend)
