@@ -6,7 +6,7 @@ Order of a run (one core each for server and client where the target says "one c
    every workload at concurrency 1/8/32.
 3. the naive server (`loadtest.naive_server`), pinned the same way, the same cells.
 4. hashrank, 2 workers on cores 0-1 (the client then shares both cores; noted in the report).
-5. hashrank with the other ONNX file (fp32 <-> int8), 1 worker, a few cells.
+5. hashrank with the other ONNX file (fp32 <-> int8), 1 worker, a few cells; and on granian (`--server granian`).
 6. peers: CrossEncoder in-process, Infinity over HTTP (same model, same core; see loadtest/README.md).
 7. the ceiling again: the spread between 1 and 7 is the run's noise.
 Raw results go to loadtest/results/<date>.json; loadtest.report writes the .md and .png from it.
@@ -36,6 +36,7 @@ WORKLOADS = ("score1", "score32", "rank20", "rank100", "mix")
 CONCURRENCY = (1, 8, 32)
 TWO_WORKER_CELLS = ("rank100:8", "rank100:32", "rank20:32", "score1:32", "mix:32")
 ALT_BACKEND_CELLS = ("rank100:8", "rank20:32", "score1:32", "mix:32")
+GRANIAN_CELLS = ("score1:1", "score1:8", "score1:32", "rank20:1", "rank20:32", "rank100:8", "mix:32")
 OTHER = {"onnx": "onnx-int8", "onnx-int8": "onnx"}
 VERSIONS = ("onnxruntime", "tokenizers", "numpy", "fastapi", "uvicorn", "uvloop", "httptools", "orjson", "pydantic")
 
@@ -139,9 +140,12 @@ def serve_infinity(rank_dir: Path, args: argparse.Namespace) -> Server | None:
     return Server("infinity", cmd, port, args.server_cpus, env, log, ready_path="/health")
 
 
-def serve_ours(name: str, args: argparse.Namespace, models: str, *, workers: int, cpus: str, backend: str) -> Server:
+def serve_ours(
+    name: str, args: argparse.Namespace, models: str, *, workers: int, cpus: str, backend: str, server: str = "uvicorn"
+) -> Server:
     port = free_port()
     env = {
+        "HASHRANK_SERVER": server,
         "HASHRANK_HOST": "127.0.0.1",
         "HASHRANK_PORT": str(port),
         "HASHRANK_WORKERS": str(workers),
@@ -252,6 +256,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 args.client_cpus,
             )
         )
+    if not args.quick:
+        granian = serve_ours(
+            "ours-1w-granian", args, models, workers=1, cpus=args.server_cpus, backend=args.backend, server="granian"
+        )
+        plan.append(("ours-1w-granian", granian, list(GRANIAN_CELLS), args.client_cpus))
     infinity = None if args.quick else serve_infinity(rank_dir, args)
     if infinity is not None:
         plan.append(("infinity", infinity, list(PEER_CELLS), args.client_cpus))

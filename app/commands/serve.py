@@ -75,16 +75,51 @@ def run(args: argparse.Namespace) -> int:
         "access_log": False,
         "log_config": _log_config(),
     }
+    if settings.server == "granian":
+        return _run_granian(settings, overrides)
     if settings.workers == 1:
         from app.main import create_app
 
         uvicorn.run(create_app(settings), **options)
         return 0
-    # Worker processes build their own app from the environment: hand the flags over through it.
+    _hand_over(overrides, settings.workers)
+    uvicorn.run("app.main:create_app", factory=True, workers=settings.workers, **options)
+    return 0
+
+
+def _hand_over(overrides: dict[str, Any], workers: int) -> None:
+    """Worker processes build their own app from the environment: hand the flags over through it, and give
+    several workers one metrics directory."""
     for name, value in overrides.items():
         os.environ[_ENV_PREFIX + name.upper()] = _env_value(Settings.model_fields[name].annotation, value)
-    _prepare_multiprocess_metrics()
-    uvicorn.run("app.main:create_app", factory=True, workers=settings.workers, **options)
+    if workers > 1:
+        _prepare_multiprocess_metrics()
+
+
+def _run_granian(settings: Settings, overrides: dict[str, Any]) -> int:
+    try:
+        from granian import Granian
+        from granian.constants import Interfaces, Loops
+        from granian.http import HTTP1Settings
+    except ImportError:
+        print("hashrank serve: --server granian needs granian: pip install hashrank[granian]", file=sys.stderr)
+        return 2
+    _hand_over(overrides, settings.workers)
+    Granian(
+        "app.main:create_app",
+        factory=True,
+        address=settings.host,
+        port=settings.port,
+        interface=Interfaces.ASGI,
+        workers=settings.workers,
+        runtime_threads=1,  # one event loop thread per worker, as uvicorn; inference has its own thread
+        loop=Loops.uvloop,
+        log_level=settings.log_level if settings.log_level != "critical" else "error",  # type: ignore[arg-type]
+        http1_settings=HTTP1Settings(header_read_timeout=int(settings.read_timeout_s * 1000)),
+        backpressure=settings.max_connections,
+        respawn_failed_workers=True,
+        workers_kill_timeout=30,
+    ).serve()
     return 0
 
 
