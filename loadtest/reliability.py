@@ -193,6 +193,13 @@ def bucket_quantiles(before: dict[float, float], after: dict[float, float]) -> l
     return [next((b * 1000 for b, n in delta if n >= q * total), float("inf")) for q in (0.5, 0.99)]
 
 
+def fifth(samples: list[tuple[float, float, int]], which: int) -> float:
+    """Median RSS of the first (which=0) or last (which=-1) fifth of the samples."""
+    n = max(1, len(samples) // 5)
+    part = samples[:n] if which == 0 else samples[-n:]
+    return statistics.median(rss for _, rss, _ in part)
+
+
 def open_fds(pid: int) -> int:
     return len(os.listdir(f"/proc/{pid}/fd"))
 
@@ -229,6 +236,9 @@ async def soak(server: Server, workload: Workload, seconds: float) -> dict[str, 
         "rss_end_mb": round(end_rss, 1),
         "rss_max_mb": round(max(s[1] for s in after_warmup), 1),
         "rss_growth_pct": round(100 * (end_rss - base_rss) / base_rss, 2),
+        # One sample swings by several % (allocator, ONNX Runtime's arena): medians of the first and last
+        # fifth after warm-up say whether it trends.
+        "rss_growth_median_pct": round(100 * (fifth(after_warmup, -1) / fifth(after_warmup, 0) - 1), 2),
         "fds_after_warmup": base_fds,
         "fds_end": end_fds,
         "fds_max": max(s[2] for s in after_warmup),
@@ -301,7 +311,8 @@ def render(result: dict[str, Any]) -> str:
             f"| errors | {s['errors'] or 0} |",
             f"| RSS after warm-up / end / max | {s['rss_after_warmup_mb']} / {s['rss_end_mb']} / "
             f"{s['rss_max_mb']} MB |",
-            f"| RSS growth after warm-up | {s['rss_growth_pct']}% |",
+            f"| RSS growth after warm-up: last sample / median of last fifth vs first fifth | "
+            f"{s['rss_growth_pct']}% / {s.get('rss_growth_median_pct', '-')}% |",
             f"| RSS each minute | {s.get('rss_every_60s_mb', '(not recorded)')} MB |",
             f"| open descriptors after warm-up / end / max | {s['fds_after_warmup']} / {s['fds_end']} / "
             f"{s['fds_max']} |",
