@@ -25,7 +25,7 @@ from tests.reliability.conftest import hashrank
 GRACE_S = 30
 DOCS = [f"document number {i} about cats, dogs and the weather in spring" for i in range(100)]
 # Long documents (cut at the model's max_length) keep each request busy for a while: all are in flight at once.
-RANK = {"query": "how long do cats sleep", "documents": [" ".join(DOCS)] * 10}
+RANK = {"query": "how long do cats sleep", "documents": [" ".join(DOCS)] * 40}
 
 
 def in_flight(server: Server, route: str) -> float:
