@@ -5,6 +5,7 @@ hand-off per request that cost more than scoring a one-pair request."""
 
 from __future__ import annotations
 
+import time
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -30,6 +31,18 @@ async def get_settings(request: Request) -> Settings:
 async def get_metrics(request: Request) -> Metrics:
     metrics: Metrics = request.app.state.metrics
     return metrics
+
+
+def timeout_left(request: Request, timeout_ms: int | None) -> int | None:
+    """The request's timeout_ms (or the server's default) minus the time since its head arrived: under load,
+    reading and validating the body waits for the event loop, and that wait counts against the deadline too.
+    A timeout over the limit passes through unchanged, for the reranker to refuse."""
+    received = getattr(request.state, "received_at", None)
+    settings: Settings = request.app.state.settings
+    if received is None or (timeout_ms is not None and timeout_ms > settings.max_timeout_ms):
+        return timeout_ms
+    total = timeout_ms if timeout_ms is not None else settings.timeout_ms
+    return max(1, total - int((time.monotonic() - received) * 1000))
 
 
 def label_model(request: Request, name: str) -> None:

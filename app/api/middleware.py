@@ -174,7 +174,9 @@ class RequestId:
             return
         sent = dict(scope["headers"]).get(b"x-request-id", b"")
         request_id = sent.decode() if _REQUEST_ID.fullmatch(sent) else str(uuid.uuid4())
-        scope.setdefault("state", {})["request_id"] = request_id
+        state = scope.setdefault("state", {})
+        state["request_id"] = request_id
+        state["received_at"] = time.monotonic()  # where the request's deadline starts (deps.timeout_left)
         status = 500
         started = time.perf_counter()
 

@@ -130,3 +130,15 @@ def test_beyond_max_connections_uvicorn_refuses_with_503(tmp_path: Path) -> None
         finally:
             for sock in stalled:
                 sock.close()
+
+
+def test_the_deadline_counts_from_the_request_head(quick: Server) -> None:
+    """timeout_ms runs from when the head arrived: a body that takes longer than that to come is a 504 (the
+    client's time is spent), not scored late."""
+    for timeout_ms, status in ((300, 504), (5000, 200)):
+        payload = json.dumps({**PAIR, "timeout_ms": timeout_ms}).encode()
+        head = body_head("/score", len(payload)).replace(b"Host: x\r\n", b"Host: x\r\nConnection: close\r\n")
+        sock = connect(quick, head + payload[:10])
+        time.sleep(0.6)
+        sock.sendall(payload[10:])
+        assert split(read_all(sock))[0] == status

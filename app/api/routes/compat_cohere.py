@@ -17,7 +17,7 @@ from typing import Any
 from fastapi import APIRouter, FastAPI, Request
 from starlette.responses import Response
 
-from app.api.deps import RerankerDep, label_model
+from app.api.deps import RerankerDep, label_model, timeout_left
 from app.api.disconnect import cancel_on_disconnect
 from app.api.errors import ApiError, register_error_renderer
 from app.api.responses import JSONBody
@@ -104,7 +104,7 @@ async def _rank_chunked(
             top_n=body.top_n,
             max_chunks=body.max_chunks_per_doc or DEFAULT_MAX_CHUNKS,
             aggregation=body.chunk_aggregation,
-            timeout_ms=body.timeout_ms,
+            timeout_ms=timeout_left(request, body.timeout_ms),
         ),
     )
 

@@ -16,7 +16,7 @@ from typing import Any
 from fastapi import APIRouter, FastAPI, Request
 from starlette.responses import Response
 
-from app.api.deps import RerankerDep, label_model
+from app.api.deps import RerankerDep, label_model, timeout_left
 from app.api.disconnect import cancel_on_disconnect
 from app.api.errors import ApiError, register_error_renderer
 from app.api.responses import JSONBody
@@ -103,7 +103,7 @@ async def rerank(body: TeiRerankRequest, request: Request, reranker: RerankerDep
             raw=body.raw_scores,
             truncate=truncate,
             max_chunks=body.max_chunks_per_doc,
-            timeout_ms=body.timeout_ms,
+            timeout_ms=timeout_left(request, body.timeout_ms),
         ),
     )
     ranks: list[dict[str, Any]] = []
@@ -129,7 +129,13 @@ async def predict(body: TeiPredictRequest, request: Request, reranker: RerankerD
         pairs = await _cut_left(served, pairs)
     result = await cancel_on_disconnect(
         request,
-        reranker.score(pairs, model=served.name, raw=body.raw_scores, truncate=truncate, timeout_ms=body.timeout_ms),
+        reranker.score(
+            pairs,
+            model=served.name,
+            raw=body.raw_scores,
+            truncate=truncate,
+            timeout_ms=timeout_left(request, body.timeout_ms),
+        ),
     )
     # One-label cross-encoders: TEI names the label LABEL_0 when the config has no id2label.
     predictions = [[{"score": r.score, "label": "LABEL_0"}] for r in result.results]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from app.api.deps import RerankerDep, label_model
+from app.api.deps import RerankerDep, label_model, timeout_left
 from app.api.disconnect import cancel_on_disconnect
 from app.api.responses import JSONBody
 from app.api.routes import ERROR_RESPONSES
@@ -31,7 +31,7 @@ async def rank(body: RankRequest, request: Request, reranker: RerankerDep) -> Re
             truncation=body.truncation,
             max_chunks=body.max_chunks_per_doc,
             aggregation=body.chunk_aggregation,
-            timeout_ms=body.timeout_ms,
+            timeout_ms=timeout_left(request, body.timeout_ms),
         ),
     )
     return JSONBody(rank_response(result, body))

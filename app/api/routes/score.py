@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from app.api.deps import RerankerDep, label_model
+from app.api.deps import RerankerDep, label_model, timeout_left
 from app.api.disconnect import cancel_on_disconnect
 from app.api.responses import JSONBody
 from app.api.routes import ERROR_RESPONSES
@@ -27,7 +27,7 @@ async def score(body: ScoreRequest, request: Request, reranker: RerankerDep) -> 
             raw=body.raw_scores,
             truncate=body.truncate,
             truncation=body.truncation,
-            timeout_ms=body.timeout_ms,
+            timeout_ms=timeout_left(request, body.timeout_ms),
         ),
     )
     return JSONBody(score_response(result))
