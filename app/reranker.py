@@ -30,7 +30,7 @@ import numpy as np
 from app.batching import DynamicBatcher
 from app.cache import CachedScore, ScoreCache, model_fingerprint
 from app.chunking import Aggregation, Chunker, aggregate
-from app.errors import InvalidInput, ModelLoadError, NotReady, PayloadTooLarge, UnknownModel
+from app.errors import DeadlineExceeded, InvalidInput, ModelLoadError, NotReady, PayloadTooLarge, UnknownModel
 from app.metrics import Metrics, ModelMetrics
 from app.modeling.tokenizer import EncodedPair, Truncation
 from app.runtime.memory import release_free_memory
@@ -266,7 +266,13 @@ class Reranker:
             served.metrics.cache_hits.inc(len(pairs) - len(missing))
             served.metrics.cache_misses.inc(len(missing))
         served.batcher.admit(len(missing))
-        encoded = await self._tokenize(served, [pairs[i] for i in missing], truncation, truncate)
+        try:  # under overload the tokenizer pool has a queue too: waiting in it past the deadline is pointless
+            async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
+                encoded = await self._tokenize(served, [pairs[i] for i in missing], truncation, truncate)
+        except TimeoutError:
+            raise DeadlineExceeded(
+                "the request's deadline passed while its pairs waited to be tokenized; raise timeout_ms or retry"
+            ) from None
         rows = await served.batcher.run(encoded, [len(e) for e in encoded], deadline)
         fresh = [CachedScore(row, len(e), e.truncated) for row, e in zip(rows, encoded, strict=True)]
         for i, entry in zip(missing, fresh, strict=True):
