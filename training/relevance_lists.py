@@ -3,6 +3,9 @@
 Sources (train splits only):
 - WikiQA train: an answered question with the sentences of its article (<= `in_article`, every correct one
   kept: topical hard negatives) plus `random_negatives` sentences of other articles.
+- WikiQA pooled: any train question (answered or not) with `candidates` of its BM25 top-`depth` over all train
+  sentences, every correct sentence in the top-`depth` kept: what a search pipeline hands the reranker,
+  cross-article topic matches included. Unanswered questions' lists teach through the teacher alone.
 - InsuranceQA train: a question with its correct answers (<= `max_positives`) and `negatives` of its 200
   search-engine negatives, drawn from the first `negative_pool` (the pool is ordered by retrieval score).
 """
@@ -10,12 +13,13 @@ Sources (train splits only):
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
 from training import insuranceqa
-from training.rerank_data import Question, load_wikiqa_train
+from training.rerank_data import BM25Index, Question, load_wikiqa_train
 
 
 @dataclass(frozen=True)
@@ -52,6 +56,26 @@ class WikiQALists:
 
 
 @dataclass(frozen=True)
+class PooledWikiQALists:
+    candidates: int = 14
+    depth: int = 100
+
+    def questions(self, pool: list[str]) -> list[tuple[Question, np.ndarray]]:
+        """Every train question with the pool indices of its BM25 top-`depth` (computed once, ~10 s)."""
+        qs = load_wikiqa_train()
+        top, _ = BM25Index(pool).search([q.text for q in qs], self.depth)
+        return list(zip(qs, top, strict=True))
+
+    def sample(self, item: tuple[Question, np.ndarray], pool: list[str], rng: random.Random) -> RankList:
+        q, top = item
+        correct = {s for s, label in zip(q.sentences, q.labels, strict=True) if label}
+        pos = [i for i in top.tolist() if pool[i] in correct]
+        neg = [i for i in top.tolist() if pool[i] not in correct]
+        keep = pos + rng.sample(neg, min(len(neg), max(0, self.candidates - len(pos))))
+        return RankList("wikiqa", q.text, tuple(pool[i] for i in keep), tuple(int(i in pos) for i in keep))
+
+
+@dataclass(frozen=True)
 class InsuranceQALists:
     negatives: int = 6
     negative_pool: int = 100
@@ -69,16 +93,20 @@ class InsuranceQALists:
 
 
 class ListSampler:
-    """Each step: `wikiqa_lists` WikiQA lists and `insuranceqa_lists` InsuranceQA lists, epoch-shuffled per
-    source with a seeded RNG, so step k's lists depend only on (seed, k) and a resumed run sees the same data."""
+    """Each step: `wikiqa_lists` WikiQA article lists, `pooled_lists` WikiQA pooled lists and `insuranceqa_lists`
+    InsuranceQA lists, epoch-shuffled per source with a seeded RNG, so step k's lists depend only on (seed, k)
+    and a resumed run sees the same data."""
 
-    def __init__(self, wikiqa: WikiQALists, insurance: InsuranceQALists, wikiqa_lists: int, insuranceqa_lists: int,
-                 seed: int, insuranceqa_questions: int | None = None) -> None:
-        self.wikiqa, self.insurance = wikiqa, insurance
-        self.wq = wikiqa.questions()
-        self.iq = insurance.questions()[:insuranceqa_questions]
+    def __init__(self, wikiqa: WikiQALists, pooled: PooledWikiQALists, insurance: InsuranceQALists,
+                 per_step: tuple[int, int, int], seed: int, insuranceqa_questions: int | None = None) -> None:
         self.pool = sorted({s for q in load_wikiqa_train() for s in q.sentences})
-        self.per_step = (wikiqa_lists, insuranceqa_lists)
+        # (salt, lists per step, items, sampler); the salts keep each source's order fixed as sources are added.
+        self.sources: list[tuple[int, int, list, Callable[[object, random.Random], RankList]]] = [
+            (0, per_step[0], wikiqa.questions(), lambda q, rng: wikiqa.sample(q, self.pool, rng)),
+            (1, per_step[2], list(insurance.questions()[:insuranceqa_questions]), insurance.sample),
+            (2, per_step[1], pooled.questions(self.pool) if per_step[1] else [],
+             lambda item, rng: pooled.sample(item, self.pool, rng)),
+        ]
         self.seed = seed
 
     def _order(self, n: int, epoch: int, salt: int) -> np.ndarray:
@@ -87,12 +115,8 @@ class ListSampler:
     def step(self, k: int) -> list[RankList]:
         rng = random.Random(self.seed * 1_000_003 + k)
         out = []
-        for salt, (count, items) in enumerate(((self.per_step[0], self.wq), (self.per_step[1], self.iq))):
+        for salt, count, items, sample in self.sources:
             for j in range(count):
                 pos = k * count + j
-                item = items[self._order(len(items), pos // len(items), salt)[pos % len(items)]]
-                if salt == 0:
-                    out.append(self.wikiqa.sample(item, self.pool, rng))  # type: ignore[arg-type]
-                else:
-                    out.append(self.insurance.sample(item, rng))  # type: ignore[arg-type]
+                out.append(sample(items[self._order(len(items), pos // len(items), salt)[pos % len(items)]], rng))
         return out

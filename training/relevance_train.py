@@ -2,11 +2,15 @@
 
     python -m training.relevance_train splade-init      # a recipe name from RECIPES; writes training/runs/<name>/
 
-Loss per list: softmax cross-entropy of the gold answers' probability mass + bce_weight x pointwise BCE (keeps
-sigmoid(logit) usable as a score). AdamW, linear warm-up then cosine to 0; an EMA of the weights is evaluated
-every eval_every steps on WikiQA dev (answered questions, their article's sentences) and on the first
-valid_questions InsuranceQA valid questions (correct answers + first 50 negatives); the EMA with the best mean
-of the two MAPs is kept. A checkpoint at each evaluation lets a killed run resume where it stopped.
+Loss per list: softmax cross-entropy of the gold answers' probability mass (lists with a correct answer;
+weight ce_weight where the teacher also speaks, 1.0 elsewhere) + kl_weight x KL(teacher softmax || model
+softmax) (for the recipe's teacher_sources: SPLADE-tiny's dot products / teacher_temperature) + bce_weight x
+pointwise BCE (keeps sigmoid(logit) usable as a score). AdamW, linear warm-up then cosine to 0; an EMA of the
+weights is evaluated every eval_every steps on WikiQA dev (answered questions, their article's sentences), on
+the first valid_questions InsuranceQA valid questions (correct answers + first 50 negatives) and, with
+select_pooled, on the pooled WikiQA dev search (BM25 top-100 over all dev sentences, nDCG@10); the EMA with the
+best mean of those is kept. A checkpoint at each evaluation
+lets a killed run resume where it stopped.
 """
 
 from __future__ import annotations
@@ -32,34 +36,50 @@ from app.modeling.checkpoint import load_model, save_model
 from app.modeling.config import ModelConfig
 from app.modeling.tokenizer import PairTokenizer
 from training import insuranceqa
-from training.relevance_lists import InsuranceQALists, ListSampler, RankList, WikiQALists
-from training.rerank_data import ROOT, Question, load_wikiqa_tsv, map_mrr
+from training.relevance_lists import InsuranceQALists, ListSampler, PooledWikiQALists, RankList, WikiQALists
+from training.relevance_teacher import TeacherScores
+from training.rerank_data import ROOT, BM25Index, Question, load_wikiqa_tsv, map_mrr
+from training.rerank_eval import TOP_K, ndcg_at, pooled_corpus
 from training.splade_init import init_from_splade
 
 log = logging.getLogger("training.relevance_train")
 STS_MODEL = ROOT / "models" / "sts-hash-nano"  # today's init, and the tokenizer files of every student
 RUNS_DIR = ROOT / "training" / "runs"
+# rerank-hash-nano v1, as training/rerank.py writes it (make train-rerank's first stage: --out this directory).
+RERANK_V1 = RUNS_DIR / "rerank-v1" / "model"
+# SPLADE-tiny dot products spread with a within-list std of ~6.8 on article lists and ~3.9 on pooled lists (measured
+# on 400 train lists each): / 2 gives teacher logits with a spread like v1's e5 teacher (cosine / 0.05).
+TEACHER_TEMPERATURE = 2.0
 
 
 @dataclass(frozen=True)
 class RelevanceRecipe:
     name: str
     # "splade": SPLADE-tiny's body + rank-16 SVD of its word embeddings (training.splade_init);
-    # "sts": the shipped sts-hash-nano (today's init: MiniLM PCA-16 table, then the STS recipe).
-    init: Literal["splade", "sts"]
+    # "sts": the shipped sts-hash-nano (today's init: MiniLM PCA-16 table, then the STS recipe);
+    # "rerank-v1": the shipped rerank-hash-nano v1 (training/rerank.py), continued on the new data.
+    init: Literal["splade", "sts", "rerank-v1"]
     steps: int = 1500
     lr: float = 3e-4
     warmup: int = 100
     weight_decay: float = 0.01
     wikiqa_lists: int = 4
     insuranceqa_lists: int = 4
+    pooled_lists: int = 0
     insuranceqa_questions: int | None = None  # a prefix of InsuranceQA train (None: all 12,889)
     wikiqa: WikiQALists = WikiQALists()
+    pooled: PooledWikiQALists = PooledWikiQALists()
     insurance: InsuranceQALists = InsuranceQALists()
     wikiqa_max_length: int = 96  # tokens per training pair; WikiQA sentences are short
     insuranceqa_max_length: int = 192  # InsuranceQA answers run to ~250 words; 192 tokens keep most of them
     eval_max_length: int = 256
     bce_weight: float = 0.1
+    ce_weight: float = 1.0  # on lists the teacher scores; lists without teacher scores get the gold CE at 1.0
+    teacher: Literal["splade"] | None = None
+    teacher_sources: tuple[str, ...] = ("wikiqa", "insuranceqa")  # which lists get the teacher's KL
+    kl_weight: float = 1.0
+    teacher_temperature: float = 1.0  # in SPLADE-tiny dot-product units
+    select_pooled: bool = False
     ema_decay: float = 0.998
     eval_every: int = 250
     valid_questions: int = 200
@@ -72,21 +92,41 @@ RECIPES = {
     for r in (
         RelevanceRecipe(name="splade-init", init="splade"),
         RelevanceRecipe(name="sts-init", init="sts"),
+        # Stage 2 (card notes): SPLADE-tiny as a score teacher, the pooled lists back, selection on three views.
+        RelevanceRecipe(name="v2-sts", init="sts", steps=2000, pooled_lists=4, ce_weight=0.3, teacher="splade",
+                        teacher_temperature=TEACHER_TEMPERATURE, select_pooled=True),
+        RelevanceRecipe(name="v2-from-v1", init="rerank-v1", steps=1500, lr=1.5e-4, pooled_lists=4, ce_weight=0.3,
+                        teacher="splade", teacher_temperature=TEACHER_TEMPERATURE, select_pooled=True),
+        # Run 5: as v2-from-v1 at two thirds of its lr, InsuranceQA lists from the gold labels alone (CE at 1.0).
+        RelevanceRecipe(name="v2-from-v1-iqa-gold", init="rerank-v1", steps=1500, lr=1e-4, pooled_lists=4,
+                        ce_weight=0.3, teacher="splade", teacher_sources=("wikiqa",),
+                        teacher_temperature=TEACHER_TEMPERATURE, select_pooled=True),
     )
 }
 
 
 def initial_model(recipe: RelevanceRecipe) -> tuple[BertHashForSequenceClassification, dict]:
-    if recipe.init == "sts":
-        return load_model(STS_MODEL), {"init": str(STS_MODEL.relative_to(ROOT))}
+    if recipe.init in ("sts", "rerank-v1"):
+        path = STS_MODEL if recipe.init == "sts" else RERANK_V1
+        return load_model(path), {"init": str(path.relative_to(ROOT))}
     model, report = init_from_splade(ModelConfig.load(STS_MODEL))
     return model, {"init": "splade-tiny", **report}
 
 
-def list_loss(logits: torch.Tensor, labels: torch.Tensor, bce_weight: float) -> torch.Tensor:
-    """-log(softmax mass on the gold docs) + bce_weight * mean pointwise BCE, for one list's logits (N,)."""
-    gold = torch.logsumexp(logits.masked_fill(labels == 0, float("-inf")), 0) - torch.logsumexp(logits, 0)
-    return -gold + bce_weight * F.binary_cross_entropy_with_logits(logits, labels)
+def list_loss(
+    logits: torch.Tensor, labels: torch.Tensor, teacher: torch.Tensor | None, recipe: RelevanceRecipe
+) -> torch.Tensor:
+    """The recipe's loss for one list's logits (N,): gold CE (if the list has a correct doc) + KL to the
+    teacher's softmax (if given) + pointwise BCE."""
+    log_p = torch.log_softmax(logits, 0)
+    loss = recipe.bce_weight * F.binary_cross_entropy_with_logits(logits, labels)
+    if bool(labels.any()):
+        ce_weight = recipe.ce_weight if teacher is not None else 1.0
+        loss = loss - ce_weight * torch.logsumexp(log_p.masked_fill(labels == 0, float("-inf")), 0)
+    if teacher is not None:
+        target = torch.softmax(teacher / recipe.teacher_temperature, 0)
+        loss = loss + recipe.kl_weight * F.kl_div(log_p, target, reduction="sum")
+    return loss
 
 
 @functools.cache
@@ -116,14 +156,35 @@ def score_questions(
 def evaluate(
     model: BertHashForSequenceClassification, recipe: RelevanceRecipe, sets: dict[str, list[Question]]
 ) -> dict[str, float]:
-    res = {name: map_mrr(qs, score_questions(model, qs, recipe.eval_max_length))[0] for name, qs in sets.items()}
+    res = {}
+    for name, qs in sets.items():
+        scores = score_questions(model, qs, recipe.eval_max_length)
+        if name.endswith("ndcg@10"):
+            res[name] = float(np.mean([ndcg_at(s, np.array(q.labels, dtype=np.float64), 10, int(q.doc_id))
+                                       for q, s in zip(qs, scores, strict=True)]))
+        else:
+            res[name] = map_mrr(qs, scores)[0]
     res["selection"] = float(np.mean(list(res.values())))
     return {k: round(v, 4) for k, v in res.items()}
 
 
+def pooled_dev(limit: int | None = None) -> list[Question]:
+    """WikiQA dev as a search: each answered question's BM25 top-100 over every dev sentence, labels from the
+    qrels; doc_id carries the question's number of correct sentences in the corpus (nDCG's ideal)."""
+    questions = load_wikiqa_tsv("dev")
+    corpus, qrels = pooled_corpus(questions)
+    queries = [q for q in questions if q.has_answer and q.qid in qrels][:limit]
+    top, _ = BM25Index(corpus).search([q.text for q in queries], TOP_K)
+    return [Question(q.qid, q.text, [corpus[i] for i in d], [int(i in qrels[q.qid]) for i in d],
+                     doc_id=str(len(qrels[q.qid]))) for q, d in zip(queries, top.tolist(), strict=True)]
+
+
 def selection_sets(recipe: RelevanceRecipe) -> dict[str, list[Question]]:
     dev = [q for q in load_wikiqa_tsv("dev") if q.has_answer][: recipe.dev_questions]
-    return {"wikiqa_dev_map": dev, "insuranceqa_valid_map": insuranceqa.questions("valid", 50, recipe.valid_questions)}
+    sets = {"wikiqa_dev_map": dev, "insuranceqa_valid_map": insuranceqa.questions("valid", 50, recipe.valid_questions)}
+    if recipe.select_pooled:
+        sets["wikiqa_dev_pooled_ndcg@10"] = pooled_dev(recipe.dev_questions)
+    return sets
 
 
 def train(recipe: RelevanceRecipe, run_dir: Path) -> dict:
@@ -133,8 +194,10 @@ def train(recipe: RelevanceRecipe, run_dir: Path) -> dict:
     run_dir.mkdir(parents=True, exist_ok=True)
     model, init_report = initial_model(recipe)
     model.train()
-    sampler = ListSampler(recipe.wikiqa, recipe.insurance, recipe.wikiqa_lists, recipe.insuranceqa_lists,
+    sampler = ListSampler(recipe.wikiqa, recipe.pooled, recipe.insurance,
+                          (recipe.wikiqa_lists, recipe.pooled_lists, recipe.insuranceqa_lists),
                           recipe.seed, recipe.insuranceqa_questions)
+    teacher = TeacherScores() if recipe.teacher == "splade" else None
     sets = selection_sets(recipe)
     opt = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
 
@@ -162,7 +225,10 @@ def train(recipe: RelevanceRecipe, run_dir: Path) -> dict:
         total = torch.zeros(())
         for lst in lists:
             logits = model(*_tensors([(lst.query, d) for d in lst.docs], lengths[lst.source]))[:, 0]
-            total = total + list_loss(logits, torch.tensor(lst.labels, dtype=torch.float32), recipe.bce_weight)
+            target = None
+            if teacher is not None and lst.source in recipe.teacher_sources:
+                target = torch.from_numpy(teacher.scores(lst.source, lst.query, lst.docs))
+            total = total + list_loss(logits, torch.tensor(lst.labels, dtype=torch.float32), target, recipe)
         loss = total / len(lists)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -193,7 +259,8 @@ def train(recipe: RelevanceRecipe, run_dir: Path) -> dict:
     save_model(model, run_dir / "model", tokenizer_dir=STS_MODEL)
     report = {"recipe": _jsonable(dataclasses.asdict(recipe)), **init_report, "best_selection": best,
               "history": history}
-    (run_dir / "training.json").write_text(json.dumps(report, indent=2) + "\n")
+    for where in (run_dir, run_dir / "model"):  # the model directory carries its own record (the card reads it)
+        (where / "training.json").write_text(json.dumps(report, indent=2) + "\n")
     return report
 
 

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from app.modeling.checkpoint import load_model
-from training.relevance_lists import InsuranceQALists, ListSampler, WikiQALists
+from training.relevance_lists import InsuranceQALists, ListSampler, PooledWikiQALists, WikiQALists
 from training.relevance_train import RECIPES, list_loss, train
 from training.splade_init import init_from_splade, svd_codes
 from training.teacher_fetch import SPLADE_TINY, TEACHER_CACHE, verify
@@ -19,21 +19,39 @@ from training.teacher_fetch import SPLADE_TINY, TEACHER_CACHE, verify
 
 def test_list_loss_prefers_the_gold_order() -> None:
     labels = torch.tensor([0.0, 1.0, 1.0, 0.0])
-    good = list_loss(torch.tensor([-2.0, 3.0, 2.0, -1.0]), labels, 0.1)
-    bad = list_loss(torch.tensor([3.0, -2.0, -1.0, 2.0]), labels, 0.1)
+    good = list_loss(torch.tensor([-2.0, 3.0, 2.0, -1.0]), labels, None, RECIPES["sts-init"])
+    bad = list_loss(torch.tensor([3.0, -2.0, -1.0, 2.0]), labels, None, RECIPES["sts-init"])
     assert 0 < good < bad
+
+
+def test_list_loss_follows_the_teacher_where_there_is_no_gold() -> None:
+    recipe = dataclasses.replace(RECIPES["sts-init"], teacher="splade", teacher_temperature=2.0)
+    labels = torch.zeros(3)
+    teacher = torch.tensor([10.0, 4.0, 0.0])
+    agree = list_loss(torch.tensor([5.0, 2.0, 0.0]), labels, teacher, recipe)
+    disagree = list_loss(torch.tensor([0.0, 2.0, 5.0]), labels, teacher, recipe)
+    without = list_loss(torch.tensor([5.0, 2.0, 0.0]), labels, None, recipe)
+    # KL(teacher || model) is 0 when the model's softmax equals softmax(teacher / 2): only the BCE is left.
+    assert agree == pytest.approx(float(without), abs=1e-6) and disagree > agree
 
 
 @pytest.mark.slow  # loads InsuranceQA train and its 27,413 answers (~10 s)
 def test_sampler_is_a_function_of_seed_and_step() -> None:
-    make = lambda: ListSampler(WikiQALists(), InsuranceQALists(), 2, 2, seed=3, insuranceqa_questions=50)  # noqa: E731
+    make = lambda: ListSampler(WikiQALists(), PooledWikiQALists(), InsuranceQALists(), (2, 3, 2), seed=3,  # noqa: E731
+                               insuranceqa_questions=50)
     a, b = make(), make()
     assert a.step(7) == b.step(7) and a.step(7) != a.step(8)
     lists = a.step(0)
-    assert [x.source for x in lists] == ["wikiqa", "wikiqa", "insuranceqa", "insuranceqa"]
-    for x in lists:
+    assert [x.source for x in lists] == ["wikiqa"] * 2 + ["insuranceqa"] * 2 + ["wikiqa"] * 3
+    for x in lists[:4]:
         assert len(x.docs) == len(x.labels) and 1 <= sum(x.labels) < len(x.labels)
     assert len(lists[2].docs) == sum(lists[2].labels) + 6
+    for x in lists[4:]:  # pooled: 14 of the BM25 top-100, every correct sentence retrieved kept
+        assert len(x.docs) == 14 and len(set(x.docs)) == 14
+    # Adding the pooled source leaves the other sources' lists as they were.
+    without = ListSampler(WikiQALists(), PooledWikiQALists(), InsuranceQALists(), (2, 0, 2), seed=3,
+                          insuranceqa_questions=50)
+    assert without.step(7) == a.step(7)[:4]
 
 
 def test_svd_codes_rebuild_the_best_rank_p_table() -> None:
@@ -59,6 +77,22 @@ def test_tiny_run_trains_checkpoints_resumes_and_saves(tmp_path: Path) -> None:
     assert json.loads((tmp_path / "training.json").read_text())["recipe"]["init"] == "sts"
     again = train(recipe, tmp_path)  # the checkpoint is at the last step: nothing left to train
     assert again["history"] == report["history"]
+
+
+@pytest.mark.slow
+def test_tiny_run_with_pooled_lists_selects_on_three_views(tmp_path: Path) -> None:
+    """The shipped v2 recipe's list mix and selection (its SPLADE-tiny teacher needs the ~12-minute cache of
+    `training.relevance_teacher`; its loss is tested above)."""
+    recipe = dataclasses.replace(
+        RECIPES["v2-from-v1-iqa-gold"], init="sts", teacher=None, steps=2, warmup=1, eval_every=2, wikiqa_lists=1,
+        pooled_lists=1, insuranceqa_lists=1, insuranceqa_questions=20, valid_questions=2, dev_questions=3,
+    )
+    (entry,) = train(recipe, tmp_path)["history"]
+    views = ("wikiqa_dev_map", "insuranceqa_valid_map", "wikiqa_dev_pooled_ndcg@10")
+    assert all(0 <= entry[k] <= 1 for k in views)
+    assert entry["selection"] == pytest.approx(sum(entry[k] for k in views) / 3, abs=1e-4)
+    record = json.loads((tmp_path / "model" / "training.json").read_text())  # the model carries its record
+    assert record["recipe"]["pooled_lists"] == 1 and record["history"] == [entry]
 
 
 @pytest.mark.slow
