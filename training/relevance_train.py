@@ -75,11 +75,17 @@ class RelevanceRecipe:
     eval_max_length: int = 256
     bce_weight: float = 0.1
     ce_weight: float = 1.0  # on lists the teacher scores; lists without teacher scores get the gold CE at 1.0
-    teacher: Literal["splade"] | None = None
+    # "splade": SPLADE-tiny's dot products; "init": the frozen initial model's logits (self-distillation, so that a
+    # continued model keeps what its own recipe taught it while it learns the new lists).
+    teacher: Literal["splade", "init"] | None = None
     teacher_sources: tuple[str, ...] = ("wikiqa", "insuranceqa")  # which lists get the teacher's KL
     kl_weight: float = 1.0
-    teacher_temperature: float = 1.0  # in SPLADE-tiny dot-product units
+    teacher_temperature: float = 1.0  # in the teacher's units (SPLADE-tiny dot products, or logits)
     select_pooled: bool = False
+    # Select only among evaluations that pass the shipping rule against the initial model's own (step 0) figures:
+    # ahead on InsuranceQA valid and pooled dev, at most wikiqa_tolerance behind on WikiQA dev MAP.
+    guard: bool = False
+    wikiqa_tolerance: float = 0.01
     ema_decay: float = 0.998
     eval_every: int = 250
     valid_questions: int = 200
@@ -100,7 +106,11 @@ RECIPES = {
         # Run 5: as v2-from-v1 at two thirds of its lr, InsuranceQA lists from the gold labels alone (CE at 1.0).
         RelevanceRecipe(name="v2-from-v1-iqa-gold", init="rerank-v1", steps=1500, lr=1e-4, pooled_lists=4,
                         ce_weight=0.3, teacher="splade", teacher_sources=("wikiqa",),
-                        teacher_temperature=TEACHER_TEMPERATURE, select_pooled=True),
+                        teacher_temperature=TEACHER_TEMPERATURE, select_pooled=True, guard=True),
+        # Run 6: as run 5, but the WikiQA lists distil v1's own logits (v1 learnt them from its cross-encoder and
+        # e5 teachers, which this stage lacks), so that InsuranceQA is learnt without forgetting WikiQA.
+        RelevanceRecipe(name="v2-from-v1-self", init="rerank-v1", steps=1500, lr=1e-4, pooled_lists=4,
+                        ce_weight=0.3, teacher="init", teacher_sources=("wikiqa",), select_pooled=True, guard=True),
     )
 }
 
@@ -168,6 +178,15 @@ def evaluate(
     return {k: round(v, 4) for k, v in res.items()}
 
 
+def passes_rule(scores: dict[str, float], base: dict[str, float], recipe: RelevanceRecipe) -> bool:
+    """The shipping rule written before runs 3-5: ahead of the initial model on InsuranceQA valid and pooled WikiQA
+    dev, no more than wikiqa_tolerance behind on WikiQA dev MAP."""
+    pooled = "wikiqa_dev_pooled_ndcg@10"
+    return (scores["insuranceqa_valid_map"] > base["insuranceqa_valid_map"]
+            and (pooled not in base or scores[pooled] > base[pooled])
+            and scores["wikiqa_dev_map"] >= base["wikiqa_dev_map"] - recipe.wikiqa_tolerance)
+
+
 def pooled_dev(limit: int | None = None) -> list[Question]:
     """WikiQA dev as a search: each answered question's BM25 top-100 over every dev sentence, labels from the
     qrels; doc_id carries the question's number of correct sentences in the corpus (nDCG's ideal)."""
@@ -187,8 +206,9 @@ def selection_sets(recipe: RelevanceRecipe) -> dict[str, list[Question]]:
     return sets
 
 
-def train(recipe: RelevanceRecipe, run_dir: Path) -> dict:
-    """Train (or resume) the recipe in run_dir; the best EMA model goes to run_dir/model. Returns the history."""
+def train(recipe: RelevanceRecipe, run_dir: Path, out: Path | None = None) -> dict:
+    """Train (or resume) the recipe in run_dir; the best EMA model goes to out (default run_dir/model). Returns
+    the report written to training.json."""
     torch.set_num_threads(1)
     torch.manual_seed(recipe.seed)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -198,6 +218,7 @@ def train(recipe: RelevanceRecipe, run_dir: Path) -> dict:
                           (recipe.wikiqa_lists, recipe.pooled_lists, recipe.insuranceqa_lists),
                           recipe.seed, recipe.insuranceqa_questions)
     teacher = TeacherScores() if recipe.teacher == "splade" else None
+    frozen_init = copy.deepcopy(model).eval() if recipe.teacher == "init" else None
     sets = selection_sets(recipe)
     opt = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
 
@@ -218,6 +239,10 @@ def train(recipe: RelevanceRecipe, run_dir: Path) -> dict:
         history, elapsed = state["history"], state["elapsed"]
         torch.set_rng_state(state["torch_rng"])
         log.info("%s: resumed at step %d (best %.4f)", recipe.name, step, best)
+    elif recipe.guard:  # the initial model's own figures: the baseline the rule compares against
+        history.append({"step": 0, **evaluate(model, recipe, sets)})
+        model.train()
+        log.info("%s: %s", recipe.name, history[-1])
     lengths = {"wikiqa": recipe.wikiqa_max_length, "insuranceqa": recipe.insuranceqa_max_length}
     t0, losses = time.time() - elapsed, []
     while step < recipe.steps:
@@ -226,8 +251,12 @@ def train(recipe: RelevanceRecipe, run_dir: Path) -> dict:
         for lst in lists:
             logits = model(*_tensors([(lst.query, d) for d in lst.docs], lengths[lst.source]))[:, 0]
             target = None
-            if teacher is not None and lst.source in recipe.teacher_sources:
-                target = torch.from_numpy(teacher.scores(lst.source, lst.query, lst.docs))
+            if recipe.teacher is not None and lst.source in recipe.teacher_sources:
+                if frozen_init is not None:
+                    with torch.no_grad():
+                        target = frozen_init(*_tensors([(lst.query, d) for d in lst.docs], lengths[lst.source]))[:, 0]
+                else:
+                    target = torch.from_numpy(teacher.scores(lst.source, lst.query, lst.docs))
             total = total + list_loss(logits, torch.tensor(lst.labels, dtype=torch.float32), target, recipe)
         loss = total / len(lists)
         opt.zero_grad(set_to_none=True)
@@ -245,9 +274,11 @@ def train(recipe: RelevanceRecipe, run_dir: Path) -> dict:
             averaged.load_state_dict(ema)
             scores = evaluate(averaged, recipe, sets)
             model.train()
-            if scores["selection"] > best:
+            eligible = not recipe.guard or passes_rule(scores, history[0], recipe)
+            if eligible and scores["selection"] > best:
                 best = scores["selection"]
                 torch.save(ema, run_dir / "best.pt")
+            torch.save(ema, run_dir / f"ema-{step}.pt")  # every evaluated model, for a later look
             elapsed = time.time() - t0
             history.append({"step": step, "loss": round(float(np.mean(losses[-recipe.eval_every:])), 4), **scores,
                             "seconds": round(elapsed)})
@@ -255,11 +286,17 @@ def train(recipe: RelevanceRecipe, run_dir: Path) -> dict:
             torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(), "ema": ema,
                         "step": step, "best": best, "history": history, "elapsed": elapsed,
                         "torch_rng": torch.get_rng_state()}, ckpt)
+    if not (run_dir / "best.pt").is_file():
+        raise SystemExit(f"{recipe.name}: no evaluation passed the shipping rule; no model written")
     model.load_state_dict(torch.load(run_dir / "best.pt", weights_only=True))
-    save_model(model, run_dir / "model", tokenizer_dir=STS_MODEL)
+    out = out or run_dir / "model"
+    save_model(model, out, tokenizer_dir=STS_MODEL)
+    best_step = max((h for h in history if h["step"] and h["selection"] == best), key=lambda h: h["step"])["step"]
     report = {"recipe": _jsonable(dataclasses.asdict(recipe)), **init_report, "best_selection": best,
-              "history": history}
-    for where in (run_dir, run_dir / "model"):  # the model directory carries its own record (the card reads it)
+              "best_step": best_step, "train_seconds": round(elapsed), "history": history}
+    if recipe.init == "rerank-v1":  # the first stage's own record, so that the card can state both stages
+        report["init_training"] = json.loads((RERANK_V1 / "training.json").read_text())
+    for where in (run_dir, out):  # the model directory carries its own record (the card reads it)
         (where / "training.json").write_text(json.dumps(report, indent=2) + "\n")
     return report
 
@@ -271,16 +308,18 @@ def _jsonable(d: dict) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("recipe", choices=sorted(RECIPES))
+    ap.add_argument("--out", type=Path, help="the model directory to write (default training/runs/<recipe>/model)")
     ap.add_argument("--no-export", action="store_true", help="skip the ONNX export of the best model")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     recipe = RECIPES[args.recipe]
     run_dir = RUNS_DIR / recipe.name
-    report = train(recipe, run_dir)
+    out = args.out or run_dir / "model"
+    report = train(recipe, run_dir, out)
     if not args.no_export:
         from app.modeling.onnx_export import export_onnx
 
-        export_onnx(run_dir / "model")
+        export_onnx(out)
     print(json.dumps({k: v for k, v in report.items() if k != "history"}, indent=2))
 
 

@@ -7,6 +7,9 @@
 2. Search pipeline: every WikiQA test sentence pooled into one corpus (deduplicated by SentenceID), each
    test question with a correct answer as a query, BM25 (bm25s) top-100, then reranked. nDCG@10 / MRR@10
    for BM25 alone, our model on each backend, and the MiniLM bi-encoder (cosine) on the same top-100.
+3. InsuranceQA test (test split only, not with --smoke): each of the 2,000 questions' correct answers + its
+   first 50 negatives; MAP / MRR / P@1 for each backend, side by side with BM25 (per-question and collection
+   statistics) and all-MiniLM-L6-v2 cosine (training.relevance_eval).
 """
 
 from __future__ import annotations
@@ -172,10 +175,33 @@ def evaluate(
         metrics["pairs_per_s"] = round(len(pairs) / (time.time() - t))
         result["pooled_bm25_top100"][f"rerank_{backend}"] = metrics
         log.info("%s: %s | %s", backend, result["wikiqa"][backend], metrics)
+    if split == "test" and not smoke:
+        result["insuranceqa"] = insuranceqa_test(model_dir, backends)
     result["eval_seconds"] = round(time.time() - t0, 1)
     if split == "test":
         (model_dir / "eval.json").write_text(json.dumps(result, indent=2) + "\n")
     return result
+
+
+def insuranceqa_test(model_dir: Path, backends: tuple[str, ...]) -> dict:
+    """InsuranceQA test, all 2,000 questions: the model on each backend beside BM25 and MiniLM cosine, with MAP's
+    bootstrap interval and the paired interval of its difference to MiniLM's."""
+    from training import insuranceqa
+    from training.relevance_eval import bm25_scores, minilm_scores, model_scores, ranking_metrics
+
+    qs = insuranceqa.questions("test", 50)
+    out: dict = {"questions": len(qs), "pairs": sum(len(q.sentences) for q in qs),
+                 "bm25": ranking_metrics(qs, bm25_scores(qs, collection=False)),
+                 "bm25_collection_idf": ranking_metrics(qs, bm25_scores(qs, collection=True))}
+    minilm = minilm_scores(qs, "insuranceqa-test-all")
+    out["minilm_cosine"] = {**ranking_metrics(qs, minilm), "map_ci95": bootstrap_ci95(average_precisions(qs, minilm))}
+    for backend in backends:
+        ours = model_scores(model_dir, qs, backend)
+        aps = average_precisions(qs, ours)
+        out[backend] = {**ranking_metrics(qs, ours), "map_ci95": bootstrap_ci95(aps),
+                        "map_minus_minilm_ci95": bootstrap_ci95(aps - average_precisions(qs, minilm))}
+        log.info("InsuranceQA test %s: %s", backend, out[backend])
+    return out
 
 
 def _split(flat: np.ndarray, sizes: list[int]) -> list[np.ndarray]:

@@ -12,7 +12,7 @@ import torch
 
 from app.modeling.checkpoint import load_model
 from training.relevance_lists import InsuranceQALists, ListSampler, PooledWikiQALists, WikiQALists
-from training.relevance_train import RECIPES, list_loss, train
+from training.relevance_train import RECIPES, list_loss, passes_rule, train
 from training.splade_init import init_from_splade, svd_codes
 from training.teacher_fetch import SPLADE_TINY, TEACHER_CACHE, verify
 
@@ -84,7 +84,7 @@ def test_tiny_run_with_pooled_lists_selects_on_three_views(tmp_path: Path) -> No
     """The shipped v2 recipe's list mix and selection (its SPLADE-tiny teacher needs the ~12-minute cache of
     `training.relevance_teacher`; its loss is tested above)."""
     recipe = dataclasses.replace(
-        RECIPES["v2-from-v1-iqa-gold"], init="sts", teacher=None, steps=2, warmup=1, eval_every=2, wikiqa_lists=1,
+        RECIPES["v2-from-v1-iqa-gold"], init="sts", teacher=None, guard=False, steps=2, warmup=1, eval_every=2, wikiqa_lists=1,
         pooled_lists=1, insuranceqa_lists=1, insuranceqa_questions=20, valid_questions=2, dev_questions=3,
     )
     (entry,) = train(recipe, tmp_path)["history"]
@@ -93,6 +93,36 @@ def test_tiny_run_with_pooled_lists_selects_on_three_views(tmp_path: Path) -> No
     assert entry["selection"] == pytest.approx(sum(entry[k] for k in views) / 3, abs=1e-4)
     record = json.loads((tmp_path / "model" / "training.json").read_text())  # the model carries its record
     assert record["recipe"]["pooled_lists"] == 1 and record["history"] == [entry]
+
+
+def test_the_shipping_rule_needs_gains_on_both_new_views_and_bounds_the_wikiqa_loss() -> None:
+    recipe = RECIPES["v2-from-v1-self"]
+    base = {"wikiqa_dev_map": 0.73, "insuranceqa_valid_map": 0.33, "wikiqa_dev_pooled_ndcg@10": 0.678}
+    assert passes_rule({**base, "insuranceqa_valid_map": 0.37, "wikiqa_dev_pooled_ndcg@10": 0.68,
+                        "wikiqa_dev_map": 0.721}, base, recipe)
+    assert not passes_rule({**base, "insuranceqa_valid_map": 0.37, "wikiqa_dev_pooled_ndcg@10": 0.68,
+                            "wikiqa_dev_map": 0.719}, base, recipe)  # more than 0.01 behind on WikiQA dev
+    assert not passes_rule({**base, "insuranceqa_valid_map": 0.40}, base, recipe)  # pooled dev not ahead
+    assert not passes_rule({**base, "wikiqa_dev_pooled_ndcg@10": 0.70}, base, recipe)  # InsuranceQA not ahead
+
+
+@pytest.mark.slow
+def test_tiny_self_distilled_run_evaluates_step_0_and_keeps_only_models_that_pass_the_rule(tmp_path: Path) -> None:
+    """The v2 recipe's path: the frozen initial model as the WikiQA lists' teacher, a step-0 baseline, selection
+    under the shipping rule (here made impossible to pass, so no model may be written)."""
+    recipe = dataclasses.replace(
+        RECIPES["v2-from-v1-self"], init="sts", steps=2, warmup=1, eval_every=2, wikiqa_lists=1, pooled_lists=1,
+        insuranceqa_lists=1, insuranceqa_questions=20, valid_questions=2, dev_questions=3, wikiqa_tolerance=-1.0,
+    )
+    with pytest.raises(SystemExit, match="no evaluation passed the shipping rule"):
+        train(recipe, tmp_path)
+    history = torch.load(tmp_path / "checkpoint.pt", weights_only=False)["history"]
+    assert [h["step"] for h in history] == [0, 2] and not (tmp_path / "model").exists()
+    assert (tmp_path / "ema-2.pt").is_file() and not (tmp_path / "best.pt").exists()
+    unguarded = dataclasses.replace(recipe, name="unguarded", guard=False)
+    report = train(unguarded, tmp_path / "unguarded")
+    assert [h["step"] for h in report["history"]] == [2] and report["best_step"] == 2
+    assert load_model(tmp_path / "unguarded" / "model").num_parameters() == 969_761
 
 
 @pytest.mark.slow
