@@ -18,9 +18,12 @@ meanwhile; only an idle batcher waits, at most `max_wait_ms`, for a batch to fil
 one worker thread per model; the event loop only forms batches and resolves futures.
 
 Admission: more than `max_queue_pairs` waiting pairs is `Overloaded` (429, with a Retry-After from the
-measured throughput). A request whose deadline passes, or whose waiter is cancelled (the client went
-away), leaves the queue at once: its pairs are counted and never run. A failed forward pass fails every
-request with a pair in it, with the same error.
+measured throughput), and so is a request whose pairs the queue would not reach before its deadline at the
+measured throughput (with fair queuing, each waiting request runs at most n pairs before the last of a new
+n-pair request): refusing it at once costs the server nothing, while admitting it would spend tokenization on
+a certain 504 and lengthen every accepted request's wait. A request whose deadline passes, or whose waiter is
+cancelled (the client went away), leaves the queue at once: its pairs are counted and never run. A failed
+forward pass fails every request with a pair in it, with the same error.
 """
 
 from __future__ import annotations
@@ -108,6 +111,7 @@ class DynamicBatcher:
         self._seq = 0
         self._vtime = 0  # highest tag dispatched so far: new requests start their tags here
         self._live = 0  # queued items of requests still waiting (the queue depth)
+        self._waiting: set[_Request] = set()  # requests with items still queued
         self._pairs_per_s = 0.0  # throughput estimate for Retry-After
         self._arrived = asyncio.Event()
         self._full = asyncio.Event()
@@ -173,26 +177,39 @@ class DynamicBatcher:
         if deadline <= now:
             self._metrics.dropped_deadline.inc(n)
             raise _deadline_error()
-        self.admit(n)
+        self.admit(n, deadline)
         start = self._vtime
         for k, i in enumerate(sorted(range(n), key=lengths.__getitem__)):
             self._seq += 1
             heapq.heappush(self._heap, _Entry(start + k + 1, self._seq, _Item(request, i, payloads[i], lengths[i])))
         self._live += n
+        self._waiting.add(request)
         self._metrics.queue_depth.set(self._live)
         self._arrived.set()
         if self._live >= self.max_batch_pairs:
             self._full.set()
         return request
 
-    def admit(self, n: int) -> None:
-        """Raise Overloaded if n more pairs do not fit the queue (checked again on submit). Callers check
-        before tokenizing, so an overloaded server does not spend CPU on work it will refuse."""
+    def admit(self, n: int, deadline: float | None = None) -> None:
+        """Raise Overloaded if n more pairs do not fit the queue, or would not be reached before the deadline
+        at the measured throughput (checked again on submit). Callers check before tokenizing, so an
+        overloaded server does not spend CPU on work it will refuse."""
         if self._live + n > self.max_queue_pairs:
             self._metrics.rejected.inc()
             raise Overloaded(
                 f"the queue of model {self.name!r} is full ({self._live} pairs waiting); retry after the "
                 "Retry-After delay or send fewer pairs",
+                retry_after_s=self._retry_after(n),
+            )
+        if deadline is None or self._pairs_per_s <= 0 or not self._waiting:
+            return
+        wait = (sum(min(r.queued, n) for r in self._waiting) + n) / self._pairs_per_s
+        if time.monotonic() + wait > deadline:
+            self._metrics.rejected.inc()
+            raise Overloaded(
+                f"model {self.name!r} would not reach these pairs before the request's deadline ({self._live} "
+                f"pairs waiting, ~{wait:.2f} s at the measured rate); retry after the Retry-After delay, raise "
+                "timeout_ms or send fewer pairs",
                 retry_after_s=self._retry_after(n),
             )
 
@@ -203,6 +220,7 @@ class DynamicBatcher:
 
     def _finish(self, request: _Request, error: BaseException | None, reason: str = "") -> None:
         """End a request early: take its items out of the queue count and fail (or cancel) its future."""
+        self._waiting.discard(request)
         if request.queued:
             self._live -= request.queued
             self._metrics.queue_depth.set(self._live)
@@ -300,6 +318,8 @@ class DynamicBatcher:
         items = [e.item for e in chosen]
         for item in items:
             item.request.queued -= 1
+            if not item.request.queued:
+                self._waiting.discard(item.request)
             self._metrics.queue_seconds.observe(now - item.request.enqueued)
         self._live -= len(items)
         self._metrics.queue_depth.set(self._live)

@@ -153,7 +153,7 @@ class Metrics:
         )
         self.rejected = Counter(
             f"{PREFIX}_requests_rejected",
-            "Requests refused with 429 because the model's queue was full.",
+            "Requests refused with 429: the model's queue was full, or would not reach them before their deadline.",
             ["model"],
             registry=r,
         )

@@ -265,7 +265,7 @@ class Reranker:
         if cache is not None:
             served.metrics.cache_hits.inc(len(pairs) - len(missing))
             served.metrics.cache_misses.inc(len(missing))
-        served.batcher.admit(len(missing))
+        served.batcher.admit(len(missing), deadline)
         try:  # under overload the tokenizer pool has a queue too: waiting in it past the deadline is pointless
             async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
                 encoded = await self._tokenize(served, [pairs[i] for i in missing], truncation, truncate)

@@ -206,6 +206,31 @@ async def test_full_queue_is_rejected_at_once() -> None:
     await batcher.stop()
 
 
+async def test_a_request_the_queue_cannot_reach_before_its_deadline_is_refused_at_once() -> None:
+    runtime = FakeRuntime(delay_s=0.05)
+    batcher, metrics = make(runtime)
+    assert await batcher.run(list(range(8)), [4] * 8, later(10)) == [2 * i for i in range(8)]  # ~160 pairs/s
+    blocker = await hold(runtime, batcher)
+    queued = [asyncio.create_task(batcher.run([k] * 40, [4] * 40, later(30))) for k in range(4)]
+    await asyncio.sleep(0)
+    assert batcher.depth == 160
+    # 4 waiting requests run up to 40 pairs each before the last of 40 new ones: ~200 pairs, ~1.25 s.
+    started = time.monotonic()
+    with pytest.raises(Overloaded, match="would not reach these pairs before the request's deadline") as info:
+        await batcher.run([9] * 40, [4] * 40, later(0.5))
+    assert time.monotonic() - started < 0.1 and info.value.retry_after_s >= 1
+    assert value(metrics, "hashrank_requests_rejected_total") == 1 and batcher.depth == 160
+    # Fair queuing puts a 1-pair request after at most 4 pairs: admitted with the same deadline, and in time.
+    small = asyncio.create_task(batcher.run([7], [4], later(0.5)))
+    await asyncio.sleep(0)
+    assert batcher.depth == 161
+    runtime.gate.set()
+    assert await small == [14]
+    assert [len(await q) for q in queued] == [40] * 4
+    await blocker
+    await batcher.stop()
+
+
 async def test_expired_deadline_is_dropped_before_inference() -> None:
     runtime = FakeRuntime()
     batcher, metrics = make(runtime)

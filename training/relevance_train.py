@@ -75,12 +75,10 @@ class RelevanceRecipe:
     eval_max_length: int = 256
     bce_weight: float = 0.1
     ce_weight: float = 1.0  # on lists the teacher scores; lists without teacher scores get the gold CE at 1.0
-    # "splade": SPLADE-tiny's dot products; "init": the frozen initial model's logits (self-distillation, so that a
-    # continued model keeps what its own recipe taught it while it learns the new lists).
-    teacher: Literal["splade", "init"] | None = None
+    teacher: Literal["splade"] | None = None
     teacher_sources: tuple[str, ...] = ("wikiqa", "insuranceqa")  # which lists get the teacher's KL
     kl_weight: float = 1.0
-    teacher_temperature: float = 1.0  # in the teacher's units (SPLADE-tiny dot products, or logits)
+    teacher_temperature: float = 1.0  # in SPLADE-tiny dot-product units
     select_pooled: bool = False
     # Select only among evaluations that pass the shipping rule against the initial model's own (step 0) figures:
     # ahead on InsuranceQA valid and pooled dev, at most wikiqa_tolerance behind on WikiQA dev MAP.
@@ -107,10 +105,6 @@ RECIPES = {
         RelevanceRecipe(name="v2-from-v1-iqa-gold", init="rerank-v1", steps=1500, lr=1e-4, pooled_lists=4,
                         ce_weight=0.3, teacher="splade", teacher_sources=("wikiqa",),
                         teacher_temperature=TEACHER_TEMPERATURE, select_pooled=True, guard=True),
-        # Run 6: as run 5, but the WikiQA lists distil v1's own logits (v1 learnt them from its cross-encoder and
-        # e5 teachers, which this stage lacks), so that InsuranceQA is learnt without forgetting WikiQA.
-        RelevanceRecipe(name="v2-from-v1-self", init="rerank-v1", steps=1500, lr=1e-4, pooled_lists=4,
-                        ce_weight=0.3, teacher="init", teacher_sources=("wikiqa",), select_pooled=True, guard=True),
     )
 }
 
@@ -218,7 +212,6 @@ def train(recipe: RelevanceRecipe, run_dir: Path, out: Path | None = None) -> di
                           (recipe.wikiqa_lists, recipe.pooled_lists, recipe.insuranceqa_lists),
                           recipe.seed, recipe.insuranceqa_questions)
     teacher = TeacherScores() if recipe.teacher == "splade" else None
-    frozen_init = copy.deepcopy(model).eval() if recipe.teacher == "init" else None
     sets = selection_sets(recipe)
     opt = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
 
@@ -251,12 +244,8 @@ def train(recipe: RelevanceRecipe, run_dir: Path, out: Path | None = None) -> di
         for lst in lists:
             logits = model(*_tensors([(lst.query, d) for d in lst.docs], lengths[lst.source]))[:, 0]
             target = None
-            if recipe.teacher is not None and lst.source in recipe.teacher_sources:
-                if frozen_init is not None:
-                    with torch.no_grad():
-                        target = frozen_init(*_tensors([(lst.query, d) for d in lst.docs], lengths[lst.source]))[:, 0]
-                else:
-                    target = torch.from_numpy(teacher.scores(lst.source, lst.query, lst.docs))
+            if teacher is not None and lst.source in recipe.teacher_sources:
+                target = torch.from_numpy(teacher.scores(lst.source, lst.query, lst.docs))
             total = total + list_loss(logits, torch.tensor(lst.labels, dtype=torch.float32), target, recipe)
         loss = total / len(lists)
         opt.zero_grad(set_to_none=True)

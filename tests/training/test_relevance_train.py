@@ -84,8 +84,9 @@ def test_tiny_run_with_pooled_lists_selects_on_three_views(tmp_path: Path) -> No
     """The shipped v2 recipe's list mix and selection (its SPLADE-tiny teacher needs the ~12-minute cache of
     `training.relevance_teacher`; its loss is tested above)."""
     recipe = dataclasses.replace(
-        RECIPES["v2-from-v1-iqa-gold"], init="sts", teacher=None, guard=False, steps=2, warmup=1, eval_every=2, wikiqa_lists=1,
-        pooled_lists=1, insuranceqa_lists=1, insuranceqa_questions=20, valid_questions=2, dev_questions=3,
+        RECIPES["v2-from-v1-iqa-gold"], init="sts", teacher=None, guard=False, steps=2, warmup=1, eval_every=2,
+        wikiqa_lists=1, pooled_lists=1, insuranceqa_lists=1, insuranceqa_questions=20, valid_questions=2,
+        dev_questions=3,
     )
     (entry,) = train(recipe, tmp_path)["history"]
     views = ("wikiqa_dev_map", "insuranceqa_valid_map", "wikiqa_dev_pooled_ndcg@10")
@@ -96,7 +97,7 @@ def test_tiny_run_with_pooled_lists_selects_on_three_views(tmp_path: Path) -> No
 
 
 def test_the_shipping_rule_needs_gains_on_both_new_views_and_bounds_the_wikiqa_loss() -> None:
-    recipe = RECIPES["v2-from-v1-self"]
+    recipe = RECIPES["v2-from-v1-iqa-gold"]
     base = {"wikiqa_dev_map": 0.73, "insuranceqa_valid_map": 0.33, "wikiqa_dev_pooled_ndcg@10": 0.678}
     assert passes_rule({**base, "insuranceqa_valid_map": 0.37, "wikiqa_dev_pooled_ndcg@10": 0.68,
                         "wikiqa_dev_map": 0.721}, base, recipe)
@@ -107,12 +108,14 @@ def test_the_shipping_rule_needs_gains_on_both_new_views_and_bounds_the_wikiqa_l
 
 
 @pytest.mark.slow
-def test_tiny_self_distilled_run_evaluates_step_0_and_keeps_only_models_that_pass_the_rule(tmp_path: Path) -> None:
-    """The v2 recipe's path: the frozen initial model as the WikiQA lists' teacher, a step-0 baseline, selection
-    under the shipping rule (here made impossible to pass, so no model may be written)."""
+def test_tiny_guarded_run_evaluates_step_0_and_keeps_only_models_that_pass_the_rule(tmp_path: Path) -> None:
+    """The v2 recipe's selection: a step-0 baseline, then only evaluations that pass the shipping rule (here made
+    impossible to pass, so no model may be written). Its SPLADE-tiny teacher needs the ~12-minute cache of
+    `training.relevance_teacher`; its loss is tested above."""
     recipe = dataclasses.replace(
-        RECIPES["v2-from-v1-self"], init="sts", steps=2, warmup=1, eval_every=2, wikiqa_lists=1, pooled_lists=1,
-        insuranceqa_lists=1, insuranceqa_questions=20, valid_questions=2, dev_questions=3, wikiqa_tolerance=-1.0,
+        RECIPES["v2-from-v1-iqa-gold"], init="sts", teacher=None, steps=2, warmup=1, eval_every=2, wikiqa_lists=1,
+        pooled_lists=1, insuranceqa_lists=1, insuranceqa_questions=20, valid_questions=2, dev_questions=3,
+        wikiqa_tolerance=-1.0,
     )
     with pytest.raises(SystemExit, match="no evaluation passed the shipping rule"):
         train(recipe, tmp_path)
