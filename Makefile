@@ -56,26 +56,22 @@ reliability: $(VENV)/.dev-installed
 	$(BIN)/python -m loadtest.reliability
 
 train-sts: $(VENV)/.dev-installed
-	$(BIN)/python -m training.sts_recipe --out models/sts-hash-nano
+	$(BIN)/python -m training.train sts-hash-nano --out models/sts-hash-nano
 
-# The reranker, in two stages (models/rerank-hash-nano/MODEL_CARD.md). Stage 1 (v1) fine-tunes the shipped
-# sts-hash-nano (which train-sts reproduces bit for bit) on WikiQA with the MiniLM/e5 caches that train-sts
-# writes and a cross-encoder teacher whose two folds run one per core. Stage 2 continues it on WikiQA +
-# InsuranceQA with SPLADE-tiny's scores (fetched and checksummed, then encoded one shard per core, ~12 min) and
-# keeps the best evaluation that passes the shipping rule against stage 1; its score is then calibrated.
+# The reranker (training/recipes/rerank-hash-nano.toml): its teacher caches first (the STS pool's MiniLM/e5
+# embeddings, which train-sts also writes; the cross-encoder teacher's two folds, one per core; SPLADE-tiny,
+# fetched and checksummed, then encoded one shard per core, ~12 min), then both training stages, calibration,
+# the test evaluation and the card.
 train-rerank: $(VENV)/.dev-installed
 	$(BIN)/python -m training.teachers --teachers minilm,e5
 	$(BIN)/python -m training.cross_teacher --fold 0 --steps 1200 & fold0=$$!; \
 		$(BIN)/python -m training.cross_teacher --fold 1 --steps 1200; fold1=$$?; \
 		wait $$fold0 && test $$fold1 -eq 0
-	$(BIN)/python -m training.rerank --out training/runs/rerank-v1/model --init-from models/sts-hash-nano \
-		--teacher minilm+e5 --e5-weight 1.0 --ce-weight 0.3 --pooled-teacher --sentence-query-groups 3 \
-		--ema-decay 0.998 --dropout 0 --cross-weight 1.0 --type-contrast-groups 6 --seed 4 --steps 2400
 	$(BIN)/python -m training.teacher_fetch splade-tiny
 	$(BIN)/python -m training.relevance_teacher --shard 0 & shard0=$$!; \
 		$(BIN)/python -m training.relevance_teacher --shard 1; shard1=$$?; \
 		wait $$shard0 && test $$shard1 -eq 0
-	$(BIN)/python -m training.relevance_train v2-from-v1-iqa-gold --out models/rerank-hash-nano
+	$(BIN)/python -m training.train rerank-hash-nano --out models/rerank-hash-nano
 	$(BIN)/python -m training.calibrate --model models/rerank-hash-nano --task rerank
 	$(BIN)/python -m training.rerank_eval --model models/rerank-hash-nano
 	$(BIN)/python -m training.rerank_card --model models/rerank-hash-nano --notes training/RERANK_CARD_NOTES.md

@@ -10,7 +10,7 @@ the gold labels), then it scores the *other* part's lists (article sentences + B
 student never sees a teacher score fitted to that question's own labels. Train questions are split by article
 (questions of one article share its sentences). Each fold writes training/cache/rerank/cross-fold{K}.npz
 (question row, sentence row, logit) and reports its WikiQA dev MAP; run every fold (one per core) before
-`training.rerank --cross-weight`. Checkpoints every 200 steps; a re-run resumes.
+the rerank recipe's first stage (its `cross_weight`). Checkpoints every 200 steps; a re-run resumes.
 
 Reading the pair did not make it read the answer's type: on 250 held-out questions of fold 0, swapping the
 wh-word ("how deep is X" -> "who is X") leaves its ranking of the article at median Spearman 0.983 (e5: 0.96),
@@ -30,9 +30,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from training.rerank import RUNS_DIR, Hyper, ListSampler
 from training.rerank_data import (
     CACHE_DIR,
+    RUNS_DIR,
     Question,
     cross_scores_path,
     load_wikiqa_train,
@@ -40,6 +40,8 @@ from training.rerank_data import (
     map_mrr,
     shuffled_articles,
 )
+from training.rerank_hyper import Hyper
+from training.rerank_lists import ListSampler
 
 log = logging.getLogger("training.cross_teacher")
 MAX_LENGTH = 128

@@ -7,7 +7,7 @@ InsuranceQA protocol (the issue's): each question's correct answers + its first 
 over all 2,000 questions of the split (or the first --questions). BM25 (bm25s) indexes each question's
 candidates alone (as the issue measured it) and, as a second row, all 27,413 answers; SPLADE-tiny is the dot
 product of its sparse representations.
-WikiQA test / dev and the pooled BM25 top-100 pipeline come from training.rerank_eval, run as they are.
+WikiQA test / dev and the pooled BM25 top-100 pipeline are training.rerank_eval's (which imports this module).
 Agreement: per question, Spearman between the model's and the teacher's scores of the candidates (mean over
 questions) and how often both put the same candidate first.
 """
@@ -130,19 +130,13 @@ def main() -> None:
     ap.add_argument("--questions", type=int, help="the first N questions of the split (default: all 2,000)")
     ap.add_argument("--no-teacher", action="store_true", help="skip SPLADE-tiny on InsuranceQA (~19k long answers)")
     ap.add_argument("--minilm", action="store_true", help="add all-MiniLM-L6-v2 cosine (slow: ~19k long answers)")
-    ap.add_argument("--wikiqa", action="store_true", help="also WikiQA dev + test via training.rerank_eval")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     result: dict = {"model": str(args.model) if args.model else None,
                     "insuranceqa": insuranceqa_report(
         args.model, args.split, args.questions, not args.no_teacher, args.minilm
     )}
-    if args.wikiqa and args.model is not None:
-        from training.rerank_eval import evaluate
-
-        result["wikiqa_dev"] = evaluate(args.model, ("onnx",), split="dev")
-        result["wikiqa_test"] = evaluate(args.model, ("onnx", "onnx-int8"), split="test")
-        # SPLADE-tiny on WikiQA is cheap (~3,400 short texts), so the agreement is measured even with --no-teacher.
+    if args.model is not None:  # SPLADE-tiny on WikiQA is cheap (~3,400 short texts): its agreement always
         result["wikiqa_agreement_with_splade_tiny"] = {s: wikiqa_agreement(args.model, s) for s in ("dev", "test")}
     text = json.dumps(result, indent=2)
     if args.model is not None:

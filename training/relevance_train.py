@@ -1,6 +1,5 @@
-"""Train a relevance cross-encoder on WikiQA train + InsuranceQA train lists from a chosen initialisation.
-
-    python -m training.relevance_train splade-init      # a recipe name from RECIPES; writes training/runs/<name>/
+"""The mixed-source relevance stage of rerank-hash-nano (its second stage; training/recipes/rerank-hash-nano.toml):
+a trained cross-encoder continued on WikiQA train + InsuranceQA train lists.
 
 Loss per list: softmax cross-entropy of the gold answers' probability mass (lists with a correct answer;
 weight ce_weight where the teacher also speaks, 1.0 elsewhere) + kl_weight x KL(teacher softmax || model
@@ -15,7 +14,6 @@ lets a killed run resume where it stopped.
 
 from __future__ import annotations
 
-import argparse
 import copy
 import dataclasses
 import functools
@@ -33,32 +31,20 @@ from torch.nn import functional as F
 
 from app.modeling.bert_hash import BertHashForSequenceClassification
 from app.modeling.checkpoint import load_model, save_model
-from app.modeling.config import ModelConfig
 from app.modeling.tokenizer import PairTokenizer
 from training import insuranceqa
 from training.relevance_lists import InsuranceQALists, ListSampler, PooledWikiQALists, RankList, WikiQALists
 from training.relevance_teacher import TeacherScores
 from training.rerank_data import ROOT, BM25Index, Question, load_wikiqa_tsv, map_mrr
 from training.rerank_eval import TOP_K, ndcg_at, pooled_corpus
-from training.splade_init import init_from_splade
 
 log = logging.getLogger("training.relevance_train")
-STS_MODEL = ROOT / "models" / "sts-hash-nano"  # today's init, and the tokenizer files of every student
-RUNS_DIR = ROOT / "training" / "runs"
-# rerank-hash-nano v1, as training/rerank.py writes it (make train-rerank's first stage: --out this directory).
-RERANK_V1 = RUNS_DIR / "rerank-v1" / "model"
-# SPLADE-tiny dot products spread with a within-list std of ~6.8 on article lists and ~3.9 on pooled lists (measured
-# on 400 train lists each): / 2 gives teacher logits with a spread like v1's e5 teacher (cosine / 0.05).
-TEACHER_TEMPERATURE = 2.0
+STS_MODEL = ROOT / "models" / "sts-hash-nano"  # the tokenizer files of every student
 
 
 @dataclass(frozen=True)
 class RelevanceRecipe:
     name: str
-    # "splade": SPLADE-tiny's body + rank-16 SVD of its word embeddings (training.splade_init);
-    # "sts": the shipped sts-hash-nano (today's init: MiniLM PCA-16 table, then the STS recipe);
-    # "rerank-v1": the shipped rerank-hash-nano v1 (training/rerank.py), continued on the new data.
-    init: Literal["splade", "sts", "rerank-v1"]
     steps: int = 1500
     lr: float = 3e-4
     warmup: int = 100
@@ -78,7 +64,9 @@ class RelevanceRecipe:
     teacher: Literal["splade"] | None = None
     teacher_sources: tuple[str, ...] = ("wikiqa", "insuranceqa")  # which lists get the teacher's KL
     kl_weight: float = 1.0
-    teacher_temperature: float = 1.0  # in SPLADE-tiny dot-product units
+    # In SPLADE-tiny dot-product units. Its dot products spread with a within-list std of ~6.8 on article lists
+    # and ~3.9 on pooled lists (400 train lists each): 2 gives a spread like v1's e5 teacher (cosine / 0.05).
+    teacher_temperature: float = 1.0
     select_pooled: bool = False
     # Select only among evaluations that pass the shipping rule against the initial model's own (step 0) figures:
     # ahead on InsuranceQA valid and pooled dev, at most wikiqa_tolerance behind on WikiQA dev MAP.
@@ -90,31 +78,14 @@ class RelevanceRecipe:
     dev_questions: int | None = None  # a prefix of WikiQA dev's answered questions (None: all 126)
     seed: int = 4
 
-
-RECIPES = {
-    r.name: r
-    for r in (
-        RelevanceRecipe(name="splade-init", init="splade"),
-        RelevanceRecipe(name="sts-init", init="sts"),
-        # Stage 2 (card notes): SPLADE-tiny as a score teacher, the pooled lists back, selection on three views.
-        RelevanceRecipe(name="v2-sts", init="sts", steps=2000, pooled_lists=4, ce_weight=0.3, teacher="splade",
-                        teacher_temperature=TEACHER_TEMPERATURE, select_pooled=True),
-        RelevanceRecipe(name="v2-from-v1", init="rerank-v1", steps=1500, lr=1.5e-4, pooled_lists=4, ce_weight=0.3,
-                        teacher="splade", teacher_temperature=TEACHER_TEMPERATURE, select_pooled=True),
-        # Run 5: as v2-from-v1 at two thirds of its lr, InsuranceQA lists from the gold labels alone (CE at 1.0).
-        RelevanceRecipe(name="v2-from-v1-iqa-gold", init="rerank-v1", steps=1500, lr=1e-4, pooled_lists=4,
-                        ce_weight=0.3, teacher="splade", teacher_sources=("wikiqa",),
-                        teacher_temperature=TEACHER_TEMPERATURE, select_pooled=True, guard=True),
-    )
-}
-
-
-def initial_model(recipe: RelevanceRecipe) -> tuple[BertHashForSequenceClassification, dict]:
-    if recipe.init in ("sts", "rerank-v1"):
-        path = STS_MODEL if recipe.init == "sts" else RERANK_V1
-        return load_model(path), {"init": str(path.relative_to(ROOT))}
-    model, report = init_from_splade(ModelConfig.load(STS_MODEL))
-    return model, {"init": "splade-tiny", **report}
+    def smoke(self) -> RelevanceRecipe:
+        """The same list mix and selection views on a two-step budget. It drops SPLADE-tiny's KL (its cache of
+        every train text takes ~12 minutes) and the shipping rule (two steps rarely pass it): tests cover both
+        on their own."""
+        return dataclasses.replace(
+            self, steps=2, warmup=1, eval_every=2, wikiqa_lists=1, pooled_lists=min(self.pooled_lists, 1),
+            insuranceqa_lists=1, insuranceqa_questions=20, valid_questions=2, dev_questions=3, teacher=None,
+            guard=False)
 
 
 def list_loss(
@@ -200,13 +171,13 @@ def selection_sets(recipe: RelevanceRecipe) -> dict[str, list[Question]]:
     return sets
 
 
-def train(recipe: RelevanceRecipe, run_dir: Path, out: Path | None = None) -> dict:
-    """Train (or resume) the recipe in run_dir; the best EMA model goes to out (default run_dir/model). Returns
-    the report written to training.json."""
+def train(recipe: RelevanceRecipe, init_from: Path, run_dir: Path, out: Path | None = None) -> dict:
+    """Train (or resume) the stage from the model at init_from in run_dir; the best EMA model goes to out
+    (default run_dir/model). Returns the report written to training.json."""
     torch.set_num_threads(1)
     torch.manual_seed(recipe.seed)
     run_dir.mkdir(parents=True, exist_ok=True)
-    model, init_report = initial_model(recipe)
+    model = load_model(init_from)
     model.train()
     sampler = ListSampler(recipe.wikiqa, recipe.pooled, recipe.insurance,
                           (recipe.wikiqa_lists, recipe.pooled_lists, recipe.insuranceqa_lists),
@@ -281,10 +252,10 @@ def train(recipe: RelevanceRecipe, run_dir: Path, out: Path | None = None) -> di
     out = out or run_dir / "model"
     save_model(model, out, tokenizer_dir=STS_MODEL)
     best_step = max((h for h in history if h["step"] and h["selection"] == best), key=lambda h: h["step"])["step"]
-    report = {"recipe": _jsonable(dataclasses.asdict(recipe)), **init_report, "best_selection": best,
+    report = {"recipe": _jsonable(dataclasses.asdict(recipe)), "init": _shown(init_from), "best_selection": best,
               "best_step": best_step, "train_seconds": round(elapsed), "history": history}
-    if recipe.init == "rerank-v1":  # the first stage's own record, so that the card can state both stages
-        report["init_training"] = json.loads((RERANK_V1 / "training.json").read_text())
+    if (init_from / "training.json").is_file():  # the earlier stage's own record: the card states both stages
+        report["init_training"] = json.loads((init_from / "training.json").read_text())
     for where in (run_dir, out):  # the model directory carries its own record (the card reads it)
         (where / "training.json").write_text(json.dumps(report, indent=2) + "\n")
     return report
@@ -294,23 +265,6 @@ def _jsonable(d: dict) -> dict:
     return json.loads(json.dumps(d, default=str))
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("recipe", choices=sorted(RECIPES))
-    ap.add_argument("--out", type=Path, help="the model directory to write (default training/runs/<recipe>/model)")
-    ap.add_argument("--no-export", action="store_true", help="skip the ONNX export of the best model")
-    args = ap.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    recipe = RECIPES[args.recipe]
-    run_dir = RUNS_DIR / recipe.name
-    out = args.out or run_dir / "model"
-    report = train(recipe, run_dir, out)
-    if not args.no_export:
-        from app.modeling.onnx_export import export_onnx
-
-        export_onnx(out)
-    print(json.dumps({k: v for k, v in report.items() if k != "history"}, indent=2))
-
-
-if __name__ == "__main__":
-    main()
+def _shown(path: Path) -> str:
+    """A path as the record states it: relative to the repository when inside it."""
+    return str(path.resolve().relative_to(ROOT)) if path.resolve().is_relative_to(ROOT) else str(path)

@@ -119,7 +119,7 @@ def _second_stage_lines(tr: dict) -> list[str]:
     selection = ("the best mean among the evaluations that pass the shipping rule against step 0 is kept"
                  if r.get("guard") else "the best mean is kept")
     lines = [
-        f"## Second stage: `python -m training.relevance_train {r['name']}`",
+        f"## Second stage: `{r['name']}` (training/recipes/rerank-hash-nano.toml, trainer training.relevance_train)",
         "",
         f"Continues the first stage for {r['steps']:,} steps at lr {r['lr']:g} (warm-up {r['warmup']}, cosine to 0,"
         f" EMA {r['ema_decay']}): each step {r['wikiqa_lists']} WikiQA article lists, {r['pooled_lists']} WikiQA"

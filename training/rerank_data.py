@@ -25,6 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DATA_DIR = Path(os.environ.get("HASHRANK_DATA_DIR", ROOT.parent / "shared" / "data"))
 WIKIQA_DIR = DATA_DIR / "wikiqa"
 CACHE_DIR = ROOT / "training" / "cache" / "rerank"
+RUNS_DIR = ROOT / "training" / "runs" / "rerank"  # the cross-encoder teacher's fold checkpoints
 
 
 @dataclass

@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 
 from training.cross_teacher import article_folds
-from training.rerank import Hyper, ListSampler
 from training.rerank_data import Question, cross_scores_path, load_wikiqa_train
+from training.rerank_hyper import Hyper
+from training.rerank_lists import ListSampler
 
 ROOT = Path(__file__).resolve().parents[2]
 ENV = {"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"}
@@ -45,7 +46,7 @@ def _fold(fold: int, steps: int, cache: Path, run_dir: Path) -> tuple[dict, str]
 
 
 @pytest.mark.slow
-def test_folds_score_every_held_out_question_and_the_student_trains_on_them(tmp_path: Path) -> None:
+def test_folds_score_every_held_out_question_and_refuse_a_stale_split(tmp_path: Path) -> None:
     cache, runs = tmp_path / "cache", tmp_path / "runs"
     questions = load_wikiqa_train()[:40]
     first, _ = _fold(0, 2, cache, runs)
@@ -63,17 +64,6 @@ def test_folds_score_every_held_out_question_and_the_student_trains_on_them(tmp_
     assert sorted(held) == list(range(len(questions)))
     # Each question's held-out scores cover at least its whole article (the student's question lists).
     assert all(len(held[i]) >= len(q.sentences) for i, q in enumerate(questions))
-
-    out = tmp_path / "student"
-    cmd = [sys.executable, "-m", "training.rerank", "--out", str(out), "--smoke", "--steps", "2", "--no-export"]
-    cmd += ["--teacher", "minilm", "--cross-weight", "0.5", "--run-dir", str(runs / "student"), "--cache", str(cache)]
-    # One question list per step is also distilled layer by layer from the fold model that held it out.
-    cmd += ["--distill-groups", "1", "--cross-run-dirs", str(runs / "fold0"), str(runs / "fold1")]
-    subprocess.run(cmd, cwd=ROOT, check=True, timeout=300, env=ENV)
-    summary = json.loads((out / "training.json").read_text())
-    assert summary["hyper"]["cross_weight"] == 0.5 and "kl" in summary["history"][-1]["loss"]
-    layer_losses = [summary["history"][-1]["loss"][k] for k in ("hidden", "relation")]
-    assert all(np.isfinite(v) and v > 0 for v in layer_losses)
 
     # A fold file left over from another split (here "fold 2 of 3") would score some questions twice: refused.
     stale = cross_scores_path(cache, 2, smoke=True)

@@ -6,26 +6,32 @@ import dataclasses
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
 from app.modeling.checkpoint import load_model
 from training.relevance_lists import InsuranceQALists, ListSampler, PooledWikiQALists, WikiQALists
-from training.relevance_train import RECIPES, list_loss, passes_rule, train
-from training.splade_init import init_from_splade, svd_codes
-from training.teacher_fetch import SPLADE_TINY, TEACHER_CACHE, verify
+from training.relevance_train import STS_MODEL, RelevanceRecipe, list_loss, passes_rule, train
+from training.train import load_recipe, stage_settings
+
+DEFAULTS = RelevanceRecipe(name="defaults")
+
+
+def shipped() -> RelevanceRecipe:
+    """rerank-hash-nano's second stage, as its recipe file gives it."""
+    (stage,) = [s for s in load_recipe("rerank-hash-nano").stages if s.trainer == "mixed-lists"]
+    return stage_settings(stage)
 
 
 def test_list_loss_prefers_the_gold_order() -> None:
     labels = torch.tensor([0.0, 1.0, 1.0, 0.0])
-    good = list_loss(torch.tensor([-2.0, 3.0, 2.0, -1.0]), labels, None, RECIPES["sts-init"])
-    bad = list_loss(torch.tensor([3.0, -2.0, -1.0, 2.0]), labels, None, RECIPES["sts-init"])
+    good = list_loss(torch.tensor([-2.0, 3.0, 2.0, -1.0]), labels, None, DEFAULTS)
+    bad = list_loss(torch.tensor([3.0, -2.0, -1.0, 2.0]), labels, None, DEFAULTS)
     assert 0 < good < bad
 
 
 def test_list_loss_follows_the_teacher_where_there_is_no_gold() -> None:
-    recipe = dataclasses.replace(RECIPES["sts-init"], teacher="splade", teacher_temperature=2.0)
+    recipe = dataclasses.replace(DEFAULTS, teacher="splade", teacher_temperature=2.0)
     labels = torch.zeros(3)
     teacher = torch.tensor([10.0, 4.0, 0.0])
     agree = list_loss(torch.tensor([5.0, 2.0, 0.0]), labels, teacher, recipe)
@@ -54,28 +60,19 @@ def test_sampler_is_a_function_of_seed_and_step() -> None:
     assert without.step(7) == a.step(7)[:4]
 
 
-def test_svd_codes_rebuild_the_best_rank_p_table() -> None:
-    rng = np.random.default_rng(0)
-    table = (rng.normal(size=(500, 3)) @ rng.normal(size=(3, 12)) + rng.normal(size=12)).astype(np.float32)
-    codes, weight, bias, kept = svd_codes(table, 3)
-    assert codes.shape == (500, 3) and weight.shape == (12, 3) and bias.shape == (12,)
-    assert kept == pytest.approx(1.0, abs=1e-6) and codes.std() == pytest.approx(1.0, abs=1e-5)
-    np.testing.assert_allclose(codes @ weight.T + bias, table, atol=1e-4)
-
-
 @pytest.mark.slow
 def test_tiny_run_trains_checkpoints_resumes_and_saves(tmp_path: Path) -> None:
     recipe = dataclasses.replace(
-        RECIPES["sts-init"], steps=2, warmup=1, eval_every=2, wikiqa_lists=1, insuranceqa_lists=1,
+        DEFAULTS, steps=2, warmup=1, eval_every=2, wikiqa_lists=1, insuranceqa_lists=1,
         insuranceqa_questions=20, valid_questions=2, dev_questions=3,
     )
-    report = train(recipe, tmp_path)
+    report = train(recipe, STS_MODEL, tmp_path)
     (entry,) = report["history"]
     assert entry["step"] == 2 and 0 <= entry["wikiqa_dev_map"] <= 1 and 0 <= entry["insuranceqa_valid_map"] <= 1
     model = load_model(tmp_path / "model")
     assert model.num_parameters() == 969_761
-    assert json.loads((tmp_path / "training.json").read_text())["recipe"]["init"] == "sts"
-    again = train(recipe, tmp_path)  # the checkpoint is at the last step: nothing left to train
+    assert json.loads((tmp_path / "training.json").read_text())["init"] == "models/sts-hash-nano"
+    again = train(recipe, STS_MODEL, tmp_path)  # the checkpoint is at the last step: nothing left to train
     assert again["history"] == report["history"]
 
 
@@ -84,11 +81,11 @@ def test_tiny_run_with_pooled_lists_selects_on_three_views(tmp_path: Path) -> No
     """The shipped v2 recipe's list mix and selection (its SPLADE-tiny teacher needs the ~12-minute cache of
     `training.relevance_teacher`; its loss is tested above)."""
     recipe = dataclasses.replace(
-        RECIPES["v2-from-v1-iqa-gold"], init="sts", teacher=None, guard=False, steps=2, warmup=1, eval_every=2,
+        shipped(), teacher=None, guard=False, steps=2, warmup=1, eval_every=2,
         wikiqa_lists=1, pooled_lists=1, insuranceqa_lists=1, insuranceqa_questions=20, valid_questions=2,
         dev_questions=3,
     )
-    (entry,) = train(recipe, tmp_path)["history"]
+    (entry,) = train(recipe, STS_MODEL, tmp_path)["history"]
     views = ("wikiqa_dev_map", "insuranceqa_valid_map", "wikiqa_dev_pooled_ndcg@10")
     assert all(0 <= entry[k] <= 1 for k in views)
     assert entry["selection"] == pytest.approx(sum(entry[k] for k in views) / 3, abs=1e-4)
@@ -97,7 +94,8 @@ def test_tiny_run_with_pooled_lists_selects_on_three_views(tmp_path: Path) -> No
 
 
 def test_the_shipping_rule_needs_gains_on_both_new_views_and_bounds_the_wikiqa_loss() -> None:
-    recipe = RECIPES["v2-from-v1-iqa-gold"]
+    recipe = shipped()
+    assert recipe.guard and recipe.teacher == "splade" and recipe.teacher_sources == ("wikiqa",)
     base = {"wikiqa_dev_map": 0.73, "insuranceqa_valid_map": 0.33, "wikiqa_dev_pooled_ndcg@10": 0.678}
     assert passes_rule({**base, "insuranceqa_valid_map": 0.37, "wikiqa_dev_pooled_ndcg@10": 0.68,
                         "wikiqa_dev_map": 0.721}, base, recipe)
@@ -113,43 +111,16 @@ def test_tiny_guarded_run_evaluates_step_0_and_keeps_only_models_that_pass_the_r
     impossible to pass, so no model may be written). Its SPLADE-tiny teacher needs the ~12-minute cache of
     `training.relevance_teacher`; its loss is tested above."""
     recipe = dataclasses.replace(
-        RECIPES["v2-from-v1-iqa-gold"], init="sts", teacher=None, steps=2, warmup=1, eval_every=2, wikiqa_lists=1,
+        shipped(), teacher=None, steps=2, warmup=1, eval_every=2, wikiqa_lists=1,
         pooled_lists=1, insuranceqa_lists=1, insuranceqa_questions=20, valid_questions=2, dev_questions=3,
         wikiqa_tolerance=-1.0,
     )
     with pytest.raises(SystemExit, match="no evaluation passed the shipping rule"):
-        train(recipe, tmp_path)
+        train(recipe, STS_MODEL, tmp_path)
     history = torch.load(tmp_path / "checkpoint.pt", weights_only=False)["history"]
     assert [h["step"] for h in history] == [0, 2] and not (tmp_path / "model").exists()
     assert (tmp_path / "ema-2.pt").is_file() and not (tmp_path / "best.pt").exists()
     unguarded = dataclasses.replace(recipe, name="unguarded", guard=False)
-    report = train(unguarded, tmp_path / "unguarded")
+    report = train(unguarded, STS_MODEL, tmp_path / "unguarded")
     assert [h["step"] for h in report["history"]] == [2] and report["best_step"] == 2
     assert load_model(tmp_path / "unguarded" / "model").num_parameters() == 969_761
-
-
-@pytest.mark.slow
-@pytest.mark.skipif(bool(verify(SPLADE_TINY, TEACHER_CACHE / SPLADE_TINY.name)),
-                    reason="SPLADE-tiny not fetched (python -m training.teacher_fetch splade-tiny)")
-def test_splade_init_copies_the_body_and_factorises_the_table() -> None:
-    from safetensors.numpy import load_file
-
-    from app.modeling.config import PRESETS
-
-    model, report = init_from_splade(PRESETS["nano"])
-    teacher = load_file(str(TEACHER_CACHE / SPLADE_TINY.name / "model.safetensors"))
-    state = model.state_dict()
-    key = "bert.encoder.layer.1.attention.self.query.weight"
-    np.testing.assert_array_equal(state[key].numpy(), teacher[key])
-    assert report["fresh"] == ["bert.pooler.dense.weight", "bert.pooler.dense.bias", "classifier.weight",
-                               "classifier.bias"]
-    assert report["svd_variance_kept"] == pytest.approx(0.317, abs=0.001)
-    ids = torch.tensor([[101, 2129, 2146, 2079, 8870, 3637, 102]])
-    ours = model.bert.embeddings.word_embeddings(ids)[0].detach().numpy()
-    theirs = teacher["bert.embeddings.word_embeddings.weight"][ids[0].numpy()]
-    # The orthogonal projection of each row (around the mean row) onto the top-16 directions: the residual is
-    # orthogonal to the part kept, and the part kept is no longer than the row.
-    mean = teacher["bert.embeddings.word_embeddings.weight"].mean(0)
-    kept_part, residual = ours - mean, theirs - ours
-    assert np.abs((kept_part * residual).sum(1)).max() < 1e-4 * np.linalg.norm(theirs - mean, axis=1).max() ** 2
-    assert (np.linalg.norm(kept_part, axis=1) <= np.linalg.norm(theirs - mean, axis=1) + 1e-5).all()

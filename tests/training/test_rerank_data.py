@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import random
-from pathlib import Path
 
 import torch
 
-from training.rerank import Hyper, ListSampler, type_contrast
-from training.rerank_data import load_wikiqa_train, swap_answer_type
+from training.rerank import type_contrast
+from training.rerank_data import swap_answer_type
+from training.rerank_hyper import Hyper
 
 
 def test_swap_answer_type_changes_only_the_wh_phrase() -> None:
@@ -31,21 +31,3 @@ def test_type_contrast_wants_the_gold_to_lose_mass_under_the_swap() -> None:
     type_contrast(real, blind, gold, hp).backward()
     assert real.grad is not None and real.grad[0] < 0  # the real question's gold is pushed up...
     assert blind.grad is not None and blind.grad[0] > 0  # ...and the swapped one's down
-
-
-def test_labelled_share_draws_the_questions_of_a_fixed_share_of_whole_articles(tmp_path: Path) -> None:
-    questions = load_wikiqa_train()[:200]
-    full = ListSampler(questions, Hyper(teacher="none", seed=3), tmp_path, smoke=True)
-    # At the full share the questions are drawn exactly as before the option existed (randrange over all).
-    expected = random.Random(3)
-    assert [full.pick_question() for _ in range(50)] == [expected.randrange(len(questions)) for _ in range(50)]
-
-    half = ListSampler(questions, Hyper(teacher="none", labelled_share=0.5), tmp_path, smoke=True)
-    kept = set(half.drawn)
-    kept_articles = {tuple(half.cand_ids[i].tolist()) for i in kept}
-    all_articles = {tuple(c.tolist()) for c in half.cand_ids}
-    assert all((tuple(c.tolist()) in kept_articles) == (i in kept) for i, c in enumerate(half.cand_ids))
-    assert 0.4 < len(kept_articles) / len(all_articles) < 0.6
-    assert {half.pick_question() for _ in range(300)} <= kept
-    kept_texts = {questions[i].text for i in kept}
-    assert all(half.pooled_list()[0] in kept_texts for _ in range(50))

@@ -1,4 +1,4 @@
-"""The reranker recipe end to end on 40 WikiQA train questions: train, checkpoint, resume, save, reload."""
+"""The rerank-hash-nano recipe end to end on 40 WikiQA train questions: both stages, resume, save, reload."""
 
 from __future__ import annotations
 
@@ -6,13 +6,19 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 import torch
 
-from training.rerank import Hyper, list_losses
+from app.modeling.checkpoint import load_model
+from app.modeling.tokenizer import PairTokenizer
+from training import rerank, teachers
+from training.rerank import list_losses
 from training.rerank_data import average_precision, reciprocal_rank
+from training.rerank_hyper import Hyper
+from training.train import Caches, load_recipe, stage_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -36,38 +42,44 @@ def test_listwise_loss_prefers_the_gold_order() -> None:
     assert "ce" not in list_losses(torch.zeros(3), torch.zeros(3), teacher, Hyper())  # no positive: teacher only
 
 
-def _run(out: Path, run_dir: Path, cache: Path, steps: int) -> None:
-    cmd = [sys.executable, "-m", "training.rerank", "--out", str(out), "--smoke", "--steps", str(steps), "--no-export"]
-    # The shipped recipe's paths: teacher KL on question, pooled and sentence-query lists, answer-type contrast
-    # and rule, weight averaging.
-    cmd += ["--teacher", "minilm", "--pooled-teacher", "--ema-decay", "0.9", "--dropout", "0"]
-    cmd += ["--sentence-query-groups", "1", "--pool-cache", str(cache / "pool"), "--type-contrast-groups", "2"]
-    cmd += ["--type-rule-weight", "2", "--typed-share", "0.5"]
-    cmd += ["--run-dir", str(run_dir), "--cache", str(cache)]
-    subprocess.run(cmd, cwd=ROOT, check=True, timeout=300, env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"})
+SHIPPED_START = ROOT / "models" / "sts-hash-nano"
+ENV = {"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"}
+
+
+@pytest.fixture(scope="module")
+def caches(tmp_path_factory: pytest.TempPathFactory) -> Caches:
+    """Smoke teacher caches of the shipped first stage: both cross-encoder folds (2 steps each) and the STS
+    pool's MiniLM and e5 embeddings."""
+    root = tmp_path_factory.mktemp("rerank-caches")
+    caches = Caches(pool=root / "pool", wikiqa=root / "wikiqa")
+    for fold in (0, 1):
+        cmd = [sys.executable, "-m", "training.cross_teacher", "--smoke", "--fold", str(fold), "--steps", "2",
+               "--cache", str(caches.wikiqa), "--run-dir", str(root / f"fold{fold}")]
+        subprocess.run(cmd, cwd=ROOT, check=True, timeout=300, env=ENV, capture_output=True)
+    teachers.main(["--smoke", "--cache", str(caches.pool), "--teachers", "minilm,e5"])
+    return caches
+
+
+def shipped_stage(trainer: str) -> Any:
+    (stage,) = [s for s in load_recipe("rerank-hash-nano").stages if s.trainer == trainer]
+    return stage_settings(stage)
 
 
 @pytest.mark.slow
-def test_smoke_train_resume_and_reload(tmp_path: Path) -> None:
-    out, run_dir, cache = tmp_path / "model", tmp_path / "run", tmp_path / "cache"
-    from training import teachers
+def test_first_stage_trains_every_list_type_resumes_and_reloads(caches: Caches, tmp_path: Path) -> None:
+    hp: Hyper = shipped_stage("wikiqa-lists")
+    out, run_dir = tmp_path / "model", tmp_path / "run"
+    rerank.train(hp.smoke(3), SHIPPED_START, out, run_dir, caches.wikiqa, caches.pool, smoke=True)
+    summary = rerank.train(hp.smoke(6), SHIPPED_START, out, run_dir, caches.wikiqa, caches.pool, smoke=True)
 
-    teachers.main(["--smoke", "--cache", str(cache / "pool"), "--teachers", "minilm"])  # the STS pool's cache
-    _run(out, run_dir, cache, steps=3)
-    _run(out, run_dir, cache, steps=6)  # resumes from last.pt at step 3
-
-    summary = json.loads((out / "training.json").read_text())
     assert [h["step"] for h in summary["history"]] == [3, 6]  # one run of 3 steps, then the resumed 3
     assert {"kl", "pooled_kl", "sq_kl", "ict"} <= set(summary["history"][-1]["loss"])  # every list type trained
     assert any("type" in h["loss"] for h in summary["history"])  # an answered who/when/... question was swapped
-    assert summary["params"] <= 1_000_000
-    assert 0.0 <= summary["dev_map"] <= 1.0
+    assert summary["hyper"]["cross_weight"] == 1.0 and summary["hyper"]["teacher"] == "minilm+e5"
+    assert summary["params"] <= 1_000_000 and 0.0 <= summary["dev_map"] <= 1.0
     for name in ("config.json", "model.safetensors", "tokenizer.json", "vocab.txt"):
         assert (out / name).is_file(), name
-    assert list(cache.glob("minilm-train-*.npy")), "teacher embeddings are cached"
-
-    from app.modeling.checkpoint import load_model
-    from app.modeling.tokenizer import PairTokenizer
+    assert list(caches.wikiqa.glob("e5-passage-train-s-*.npy")), "teacher embeddings are cached"
 
     model = load_model(out)
     assert model.config.model_type == "bert_hash" and model.config.max_length == 256
@@ -79,3 +91,20 @@ def test_smoke_train_resume_and_reload(tmp_path: Path) -> None:
         logits = model(*(torch.from_numpy(x) for x in (batch.input_ids, batch.attention_mask, batch.token_type_ids)))
     assert logits.shape == (2, 1) and torch.isfinite(logits).all()
 
+
+@pytest.mark.slow
+def test_the_recipe_runs_both_stages_and_a_rerun_ships_the_same_weights(caches: Caches, tmp_path: Path) -> None:
+    """`python -m training.train rerank-hash-nano` (make train-rerank's training) on the smoke budget."""
+    out, work = tmp_path / "model", tmp_path / "work"
+    cmd = [sys.executable, "-m", "training.train", "rerank-hash-nano", "--smoke", "--out", str(out), "--work",
+           str(work), "--pool-cache", str(caches.pool), "--wikiqa-cache", str(caches.wikiqa)]
+    subprocess.run(cmd, cwd=ROOT, check=True, timeout=600, env=ENV)
+    record = json.loads((out / "training.json").read_text())
+    assert record["recipe"]["name"] == "v2-from-v1-iqa-gold" and record["recipe"]["pooled_lists"] == 1
+    assert record["init"] == str(work / "rerank-v1" / "model")  # stage 2 continued stage 1's model...
+    assert record["init_training"]["hyper"]["type_contrast_groups"] == 2  # ...and carries its record
+    assert (out / "model.onnx").is_file() and (out / "model.int8.onnx").is_file()
+    weights = (out / "model.safetensors").read_bytes()
+
+    subprocess.run(cmd, cwd=ROOT, check=True, timeout=600, env=ENV)  # both stages done: nothing retrains
+    assert (out / "model.safetensors").read_bytes() == weights

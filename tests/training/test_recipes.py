@@ -1,0 +1,48 @@
+"""The recipe files: every shipped model's recipe loads, and a recipe that says something the trainer does not
+understand is refused before anything trains."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from training.relevance_train import RelevanceRecipe
+from training.rerank_hyper import Hyper
+from training.train import RECIPES_DIR, load_recipe, stage_settings
+
+
+def test_every_shipped_model_has_a_recipe_whose_stages_load() -> None:
+    names = sorted(p.stem for p in RECIPES_DIR.glob("*.toml"))
+    assert names == ["rerank-hash-nano", "sts-hash-nano"]
+    rerank = load_recipe("rerank-hash-nano")
+    first, second = (stage_settings(s) for s in rerank.stages)
+    assert isinstance(first, Hyper) and first.steps == 2400 and first.cross_weight == 1.0
+    assert isinstance(second, RelevanceRecipe) and second.guard and second.teacher_sources == ("wikiqa",)
+    assert rerank.stages[0].init_from == "models/sts-hash-nano" and rerank.stages[1].init_from == "previous"
+
+
+def _write(tmp_path: Path, stage: str) -> Path:
+    path = tmp_path / "bad.toml"
+    path.write_text(f'model = "m"\n\n[[stage]]\n{stage}\n')
+    return path
+
+
+@pytest.mark.parametrize(
+    ("stage", "error"),
+    [
+        ('name = "a"\ntrainer = "wikiqa-lists"\ninit_from = "models/sts-hash-nano"\nstepz = 10', TypeError),
+        ('name = "a"\ntrainer = "mixed-lists"\ninit_from = "models/sts-hash-nano"\nlr_typo = 1e-4', TypeError),
+        ('name = "a"\ntrainer = "wikiqa-lists"\nsteps = 10', ValueError),  # nothing to continue from
+        ('name = "a"\ntrainer = "mixed-lists"\ninit_from = "previous"', ValueError),  # no stage before it
+        ('name = "a"\ntrainer = "gradient-boosting"\ninit_from = "models/sts-hash-nano"', ValueError),
+    ],
+)
+def test_a_recipe_the_trainers_do_not_understand_is_refused(tmp_path: Path, stage: str, error: type) -> None:
+    with pytest.raises(error):
+        load_recipe(_write(tmp_path, stage))
+
+
+def test_an_sts_round_with_an_option_training_sts_lacks_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(SystemExit):
+        load_recipe(_write(tmp_path, 'name = "a"\ntrainer = "sts"\ndistil_pairs = 10'))
