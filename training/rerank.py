@@ -198,7 +198,7 @@ def train(
     while state["step"] < hp.steps:
         losses: list[torch.Tensor] = []
         for group in range(hp.q_groups):
-            query, cands, gold, teacher = sampler.question_list(sampler.pick_question())
+            query, cands, gold, teacher = sampler.question_list()
             logits = model(**_to_tensors(tok, [(query, c) for c in cands]))[:, 0]
             t_scores = torch.from_numpy(teacher) if hp.teacher != "none" else None
             parts = list_losses(logits, torch.from_numpy(gold), t_scores, hp)

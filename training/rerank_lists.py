@@ -97,12 +97,10 @@ class ListSampler:
         if split_sizes != {len(files)}:
             raise ValueError(f"{len(files)} cross-fold files in {cache_dir} come from {sorted(split_sizes)}-way "
                              "fold splits: re-run training.cross_teacher for every fold of one split")
-        self.held_out_fold = np.full(len(self.questions), -1)
-        for fold, path in enumerate(files):
+        for path in files:
             part = np.load(path)
             for qi, si, logit in zip(part["q"], part["s"], part["logit"], strict=True):
                 self.cross[int(qi)][int(si)] = float(logit)
-            self.held_out_fold[np.unique(part["q"])] = fold
         missing = [i for i, c in enumerate(self.cross) if not c]
         if missing:
             raise ValueError(f"{len(missing)} train questions have no cross-encoder scores (a fold is missing)")
@@ -125,7 +123,7 @@ class ListSampler:
     def question_list(self, qi: int | None = None) -> tuple[str, list[str], np.ndarray, np.ndarray]:
         """(question, article sentences + BM25 negatives, gold, teacher) of question qi (default: a random one)."""
         hp, rng = self.hp, self.rng
-        qi = self.pick_question() if qi is None else qi
+        qi = self.rng.choice(self.drawn) if qi is None else qi
         q = self.questions[qi]
         labels = np.asarray(q.labels)
         idx = list(range(len(q.sentences)))
@@ -142,10 +140,6 @@ class ListSampler:
         cross = np.array([self.cross[qi][c] for c in cands]) if self.cross else None
         teacher = self.teacher_scores(qi, cands, cross)
         return q.text, [self.s_texts[c] for c in cands], np.asarray(gold, dtype=np.float32), teacher
-
-    def pick_question(self) -> int:
-        """The next question list's question (what question_list draws when given none)."""
-        return self.rng.choice(self.drawn)
 
     def sentence_query_list(self) -> tuple[str, list[str], np.ndarray]:
         """(pool sentence, 14 of its BM25 top-30 WikiQA train sentences, teacher scores)."""

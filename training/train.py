@@ -42,6 +42,12 @@ class Stage:
     init_from: str | None  # a repository path, "previous" (the stage before) or None (a fresh init: sts only)
     settings: dict[str, Any]  # the trainer's own parameters, as the recipe file gives them
 
+    def start_model(self, previous: Path | None) -> Path | None:
+        """The model directory this stage continues: the stage before's, a repository path, or none."""
+        if self.init_from == "previous":
+            return previous
+        return ROOT / self.init_from if self.init_from else None
+
     def done_marker(self, stage_dir: Path) -> Path:
         return stage_dir / ("run/report.json" if self.trainer == "sts" else "model/training.json")
 
@@ -111,9 +117,7 @@ def run(recipe: Recipe, out: Path, work: Path, caches: Caches, smoke: bool = Fal
     previous: Path | None = None
     for stage in recipe.stages:
         stage_dir = work / stage.name
-        init = previous if stage.init_from == "previous" else None
-        if stage.init_from not in (None, "previous"):
-            init = ROOT / stage.init_from
+        init = stage.start_model(previous)
         if stage.done_marker(stage_dir).is_file():
             logging.info("%s: done earlier (%s)", stage.name, stage.done_marker(stage_dir))
         else:
