@@ -47,7 +47,15 @@ $(PEERS_VENV)/.installed: requirements/peers.txt
 	$(PEERS_VENV)/bin/pip install --quiet -r requirements/peers.txt
 	touch $@
 
-bench: $(VENV)/.dev-installed $(PEERS_VENV)/.installed
+# sentence-transformers' CrossEncoder on its ONNX backend (optimum) needs transformers<4.58: its own venv too.
+PEERS_ST_VENV := .venv-peers-st
+$(PEERS_ST_VENV)/.installed: requirements/peers-st.txt
+	$(PYTHON) -m venv $(PEERS_ST_VENV)
+	$(PEERS_ST_VENV)/bin/pip install --quiet torch==2.13.0
+	$(PEERS_ST_VENV)/bin/pip install --quiet -r requirements/peers-st.txt
+	touch $@
+
+bench: $(VENV)/.dev-installed $(PEERS_VENV)/.installed $(PEERS_ST_VENV)/.installed
 	$(BIN)/python -m loadtest.bench
 
 # Issue 25's torture suite: tests/reliability, then 30 s at 10x the sustainable rate and a 10-minute soak;

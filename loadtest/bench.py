@@ -112,12 +112,25 @@ def ceilings(score_dir: Path, rank_dir: Path, args: argparse.Namespace, full: bo
     return rows
 
 
+# CrossEncoder's ONNX backend runs from its own virtualenv (requirements/peers-st.txt), built by `make bench`.
+PEERS_ST_VENV = ROOT / ".venv-peers-st"
+
+
 def peers(rank_dir: Path, args: argparse.Namespace) -> list[dict]:
-    """In-process peers pinned like the ceiling, on the rank workloads (loadtest.peers)."""
-    cmd = python_module("loadtest.peers", str(rank_dir), "--seconds", str(args.ceiling_seconds))
-    for name in ("rank20", "rank100"):
-        cmd += ["--workload", name]
-    return json_lines(pinned(cmd, args.server_cpus), args.out_dir / "logs" / "peers.log")
+    """In-process peers pinned like the ceiling, on the rank workloads (loadtest.peers): CrossEncoder on torch,
+    then on ONNX Runtime with the same int8 and fp32 files our server can serve."""
+    rows: list[dict] = []
+    st_python = PEERS_ST_VENV / "bin" / "python"
+    for backend in ("torch", "onnx-int8", "onnx"):
+        cmd = python_module("loadtest.peers", str(rank_dir), "--seconds", str(args.ceiling_seconds),
+                            "--backend", backend, "--workload", "rank20", "--workload", "rank100")
+        if backend != "torch":
+            if not st_python.is_file():
+                print(f"[bench] no {st_python}: CrossEncoder {backend} skipped (make bench installs it)", flush=True)
+                continue
+            cmd[0] = str(st_python)
+        rows += json_lines(pinned(cmd, args.server_cpus), args.out_dir / "logs" / f"peers-{backend}.log")
+    return rows
 
 
 # The peer server's own virtualenv (its pins clash with ours: numpy<2, sentence-transformers<4); `make bench`

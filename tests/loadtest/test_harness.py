@@ -178,7 +178,10 @@ def _fake_result() -> dict:
         "cells": cells,
         "ceiling_start": ceiling,
         "ceiling_end": copy.deepcopy(ceiling),
-        "peers": [{"peer": "cross-encoder-torch", "workload": "rank20", "pairs_per_s": 240.0, "requests_per_s": 12.0}],
+        "peers": [{"peer": "cross-encoder-torch", "workload": "rank20", "pairs_per_s": 240.0, "requests_per_s": 12.0},
+                  {"peer": "cross-encoder-torch", "workload": "rank100", "pairs_per_s": 500.0, "requests_per_s": 5.0},
+                  {"peer": "cross-encoder-onnx-int8", "workload": "rank100", "pairs_per_s": 750.0,
+                   "requests_per_s": 7.5}],
         "footprint": {
             "ours-1w": {"ready_seconds": 1.2, "processes": [worker]},
             "ours-2w": {"ready_seconds": 2.0, "processes": [{**worker, "role": "supervisor"}, worker, worker]},
@@ -200,6 +203,7 @@ def test_report_tables_and_verdicts(tmp_path: Path) -> None:
     assert "| rank20 | 1 | 6.0 | 120 | 8.0 |" in text  # req/s, pairs/s, p50 of the first cell
     assert "| 20.0 | 25% | 80% | 50 |" in text  # batch pairs, padding, ORT busy, ORT pairs/s
     assert "3.4k / 4.3k" in text  # the issue's anchors sit next to this run's figures
+    assert "| 500 / 750 (1qx100, in-process) | onnx-int8/torch 1.50x |" in text
     assert json.loads(json.dumps(result)) == result  # the raw file round-trips
 
 
@@ -225,3 +229,19 @@ def test_tune_variant_parsing() -> None:
         "w0",
         {"HASHRANK_MAX_WAIT_MS": "0", "HASHRANK_THREADS": "unset"},
     )
+
+
+def test_cross_encoder_peer_scores_what_our_model_scores(workloads: dict[str, Workload]) -> None:
+    """The bench's in-process peer loads the shipped model directory and runs its requests (torch here; the
+    ONNX backend needs the bench's own virtualenv, requirements/peers-st.txt)."""
+    from app.scorer import Scorer
+    from loadtest.peers import body_pairs, cross_encoder_rate, load_cross_encoder
+
+    model_dir = Path(__file__).resolve().parents[2] / "models" / "rerank-hash-nano"
+    requests = [body_pairs(orjson.loads(r.body)) for r in workloads["rank20"].requests[:3]]
+    peer = load_cross_encoder(model_dir, "torch")
+    ours = Scorer.load(model_dir, "onnx", max_length=512)
+    theirs = peer.predict(requests[0], show_progress_bar=False)
+    assert theirs == pytest.approx(ours.score(requests[0]), abs=1e-5)
+    rate = cross_encoder_rate(peer, requests, seconds=0.2)
+    assert rate["pairs_per_s"] > 0 and rate["requests_per_s"] > 0
