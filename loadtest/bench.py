@@ -122,8 +122,18 @@ def peers(rank_dir: Path, args: argparse.Namespace) -> list[dict]:
     rows: list[dict] = []
     st_python = PEERS_ST_VENV / "bin" / "python"
     for backend in ("torch", "onnx-int8", "onnx"):
-        cmd = python_module("loadtest.peers", str(rank_dir), "--seconds", str(args.ceiling_seconds),
-                            "--backend", backend, "--workload", "rank20", "--workload", "rank100")
+        cmd = python_module(
+            "loadtest.peers",
+            str(rank_dir),
+            "--seconds",
+            str(args.ceiling_seconds),
+            "--backend",
+            backend,
+            "--workload",
+            "rank20",
+            "--workload",
+            "rank100",
+        )
         if backend != "torch":
             if not st_python.is_file():
                 print(f"[bench] no {st_python}: CrossEncoder {backend} skipped (make bench installs it)", flush=True)

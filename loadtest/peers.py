@@ -23,7 +23,6 @@ import orjson
 
 from loadtest.workloads import build_workloads, data_dir
 
-
 # --backend -> the model file CrossEncoder's ONNX backend loads (None: torch).
 ONNX_FILES = {"torch": None, "onnx": "model.onnx", "onnx-int8": "model.int8.onnx"}
 
@@ -41,9 +40,13 @@ def load_cross_encoder(model_dir: Path, backend: str) -> Any:
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = options.inter_op_num_threads = 1
-    return CrossEncoder(str(model_dir), trust_remote_code=True, device="cpu", backend="onnx",
-                        model_kwargs={"file_name": file_name, "provider": "CPUExecutionProvider",
-                                      "session_options": options})
+    return CrossEncoder(
+        str(model_dir),
+        trust_remote_code=True,
+        device="cpu",
+        backend="onnx",
+        model_kwargs={"file_name": file_name, "provider": "CPUExecutionProvider", "session_options": options},
+    )
 
 
 def cross_encoder_rate(model: Any, requests: list[list[tuple[str, str]]], seconds: float) -> dict[str, float]:
