@@ -87,16 +87,8 @@ def train_fold(args: argparse.Namespace) -> dict:
     tok = AutoTokenizer.from_pretrained(str(model_dir))
 
     def encode(query: str, cands: list[str]) -> dict[str, torch.Tensor]:
-        return dict(
-            tok(
-                [query] * len(cands),
-                cands,
-                truncation="only_second",
-                max_length=MAX_LENGTH,
-                padding=True,
-                return_tensors="pt",
-            )
-        )
+        return dict(tok([query] * len(cands), cands, truncation="only_second", max_length=MAX_LENGTH,
+                        padding=True, return_tensors="pt"))
 
     questions = load_wikiqa_train()
     dev = [q for q in load_wikiqa_tsv("dev") if q.has_answer]
@@ -154,21 +146,11 @@ def train_fold(args: argparse.Namespace) -> dict:
         state["step"] += 1
         if state["step"] % CHECKPOINT_EVERY == 0 or state["step"] == args.steps:
             state["train_seconds"] += time.time() - t_seg
-            log.info(
-                "fold %d step %d loss %s (%.0f s)",
-                args.fold,
-                state["step"],
-                {k: round(v / CHECKPOINT_EVERY, 4) for k, v in running.items()},
-                state["train_seconds"],
-            )
+            log.info("fold %d step %d loss %s (%.0f s)", args.fold, state["step"],
+                     {k: round(v / CHECKPOINT_EVERY, 4) for k, v in running.items()}, state["train_seconds"])
             running = {"kl": 0.0, "ce": 0.0}
-            ck = {
-                "model": model.state_dict(),
-                "opt": opt.state_dict(),
-                "sched": sched.state_dict(),
-                "state": state,
-                "rng": rng.getstate(),
-            }
+            ck = {"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
+                  "state": state, "rng": rng.getstate()}
             torch.save(ck, run_dir / "last.tmp")
             os.replace(run_dir / "last.tmp", last)
             t_seg = time.time()
@@ -188,20 +170,10 @@ def train_fold(args: argparse.Namespace) -> dict:
             logits.append(scores)
     out = cross_scores_path(args.cache, args.fold, args.smoke)
     np.savez(out, q=np.array(q_rows), s=np.array(s_rows), logit=np.concatenate(logits).astype(np.float32))
-    summary = {
-        "fold": args.fold,
-        "folds": args.folds,
-        "steps": args.steps,
-        "lr": args.lr,
-        "ce_weight": args.ce_weight,
-        "train_questions": len(train_rows),
-        "held_out_questions": len(held_rows),
-        "dev_map": dev_map,
-        "dev_mrr": dev_mrr,
-        "train_seconds": round(state["train_seconds"], 1),
-        "score_seconds": round(time.time() - t0, 1),
-        "pairs_scored": len(q_rows),
-    }
+    summary = {"fold": args.fold, "folds": args.folds, "steps": args.steps, "lr": args.lr,
+               "ce_weight": args.ce_weight, "train_questions": len(train_rows), "held_out_questions": len(held_rows),
+               "dev_map": dev_map, "dev_mrr": dev_mrr, "train_seconds": round(state["train_seconds"], 1),
+               "score_seconds": round(time.time() - t0, 1), "pairs_scored": len(q_rows)}
     out.with_suffix(".json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary
 

@@ -134,10 +134,8 @@ def train_stage(
         sched.step()
         losses.append(float(loss.detach()))
         step += 1
-        if (
-            step % stage.eval_every == 0
-            or step == end
-            or (stage.max_seconds is not None and time.time() - t0 >= stage.max_seconds)
+        if step % stage.eval_every == 0 or step == end or (
+            stage.max_seconds is not None and time.time() - t0 >= stage.max_seconds
         ):
             score = dev_spearman(model, tok, dev)
             model.train()
@@ -145,32 +143,15 @@ def train_stage(
                 best = score
                 torch.save(model.state_dict(), best_path)
             elapsed = time.time() - t0
-            log(
-                f"[{stage.name}] step {step}/{total} loss {np.mean(losses[-stage.eval_every :]):.4f} "
-                f"dev {score:.4f} best {best:.4f} {elapsed:.0f}s"
-            )
-            torch.save(
-                {
-                    "model": model.state_dict(),
-                    "opt": opt.state_dict(),
-                    "sched": sched.state_dict(),
-                    "step": step,
-                    "best": best,
-                    "elapsed": elapsed,
-                    "torch_rng": torch.get_rng_state(),
-                },
-                ckpt,
-            )
+            log(f"[{stage.name}] step {step}/{total} loss {np.mean(losses[-stage.eval_every:]):.4f} "
+                f"dev {score:.4f} best {best:.4f} {elapsed:.0f}s")
+            torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
+                        "step": step, "best": best, "elapsed": elapsed, "torch_rng": torch.get_rng_state()}, ckpt)
             if stage.max_seconds is not None and elapsed >= stage.max_seconds and step < total:
                 log(f"[{stage.name}] wall-time budget {stage.max_seconds:.0f}s spent at step {step}/{total}")
                 break
     model.load_state_dict(torch.load(best_path, weights_only=True))
     w = max(1, min(20, len(losses) // 4))  # mean loss of the first and last steps of this session
-    return {
-        "steps": step,
-        "planned_steps": total,
-        "best_dev_spearman": best,
-        "seconds": round(time.time() - t0, 1),
-        "first_loss": float(np.mean(losses[:w])) if losses else float("nan"),
-        "last_loss": float(np.mean(losses[-w:])) if losses else float("nan"),
-    }
+    return {"steps": step, "planned_steps": total, "best_dev_spearman": best, "seconds": round(time.time() - t0, 1),
+            "first_loss": float(np.mean(losses[:w])) if losses else float("nan"),
+            "last_loss": float(np.mean(losses[-w:])) if losses else float("nan")}

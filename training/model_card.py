@@ -41,18 +41,9 @@ def table(ev: dict, params: str) -> str:
         if name in ev:
             e = ev[name]
             label = f"**this model, {'ONNX fp32' if name == 'fp32' else 'ONNX int8'}**"
-            rows.append(
-                (
-                    label,
-                    params,
-                    e["stsb_test_pearson"],
-                    e["stsb_test_spearman"],
-                    e["stsb_dev_spearman"],
-                    e["sick_test_spearman"],
-                    e["wikiqa_test_map"],
-                    e["wikiqa_test_mrr"],
-                )
-            )
+            rows.append((label, params, e["stsb_test_pearson"],
+                         e["stsb_test_spearman"], e["stsb_dev_spearman"], e["sick_test_spearman"],
+                         e["wikiqa_test_map"], e["wikiqa_test_mrr"]))
     rows += PUBLISHED + TEACHERS
     lines = ("| " + " | ".join(fmt(c) if i > 1 else str(c) for i, c in enumerate(r)) + " |" for r in rows)
     return head + "\n".join(lines)
@@ -70,13 +61,8 @@ def main(argv: list[str] | None = None) -> None:
     params = f"{rep['params']:,}"
     notes = args.notes.read_text() if args.notes else ""
     text = TEMPLATE.format(
-        name=args.model.name,
-        params=params,
-        cfg=cfg,
-        table=table(ev, f"{rep['params'] / 1e6:.2f}M"),
-        eval_json=json.dumps(ev, indent=2),
-        report=json.dumps(rep, indent=2),
-        notes=notes,
+        name=args.model.name, params=params, cfg=cfg, table=table(ev, f"{rep['params'] / 1e6:.2f}M"),
+        eval_json=json.dumps(ev, indent=2), report=json.dumps(rep, indent=2), notes=notes,
     )
     (args.model / "MODEL_CARD.md").write_text(text, encoding="utf-8")
 

@@ -45,9 +45,8 @@ def model_scores(model_dir: Path, questions: list[Question], backend: str = "onn
     from app.scorer import Scorer
 
     scorer = Scorer.load(model_dir, backend, threads=1)  # type: ignore[arg-type]
-    flat = scorer.score(
-        [(q.text, s) for q in questions for s in q.sentences], raw=True, truncation="only_second", batch_size=64
-    )
+    flat = scorer.score([(q.text, s) for q in questions for s in q.sentences], raw=True,
+                        truncation="only_second", batch_size=64)
     return np.split(flat, np.cumsum([len(q.sentences) for q in questions])[:-1])
 
 
@@ -70,10 +69,8 @@ def bm25_scores(questions: list[Question], collection: bool) -> list[np.ndarray]
     texts = insuranceqa.answer_texts()
     where = {a: i for i, a in enumerate(texts)}
     retriever = index(list(texts.values()))
-    return [
-        np.asarray(retriever.get_scores(tokens(q.text))[[where[a] for a in q.sentence_ids]], dtype=np.float32)
-        for q in questions
-    ]
+    return [np.asarray(retriever.get_scores(tokens(q.text))[[where[a] for a in q.sentence_ids]], dtype=np.float32)
+            for q in questions]
 
 
 def splade_scores(questions: list[Question], kind: str) -> list[np.ndarray]:
@@ -135,10 +132,10 @@ def main() -> None:
     ap.add_argument("--minilm", action="store_true", help="add all-MiniLM-L6-v2 cosine (slow: ~19k long answers)")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    result: dict = {
-        "model": str(args.model) if args.model else None,
-        "insuranceqa": insuranceqa_report(args.model, args.split, args.questions, not args.no_teacher, args.minilm),
-    }
+    result: dict = {"model": str(args.model) if args.model else None,
+                    "insuranceqa": insuranceqa_report(
+        args.model, args.split, args.questions, not args.no_teacher, args.minilm
+    )}
     if args.model is not None:  # SPLADE-tiny on WikiQA is cheap (~3,400 short texts): its agreement always
         result["wikiqa_agreement_with_splade_tiny"] = {s: wikiqa_agreement(args.model, s) for s in ("dev", "test")}
     text = json.dumps(result, indent=2)

@@ -97,26 +97,15 @@ class ListSampler:
     InsuranceQA lists, epoch-shuffled per source with a seeded RNG, so step k's lists depend only on (seed, k)
     and a resumed run sees the same data."""
 
-    def __init__(
-        self,
-        wikiqa: WikiQALists,
-        pooled: PooledWikiQALists,
-        insurance: InsuranceQALists,
-        per_step: tuple[int, int, int],
-        seed: int,
-        insuranceqa_questions: int | None = None,
-    ) -> None:
+    def __init__(self, wikiqa: WikiQALists, pooled: PooledWikiQALists, insurance: InsuranceQALists,
+                 per_step: tuple[int, int, int], seed: int, insuranceqa_questions: int | None = None) -> None:
         self.pool = sorted({s for q in load_wikiqa_train() for s in q.sentences})
         # (salt, lists per step, items, sampler); the salts keep each source's order fixed as sources are added.
         self.sources: list[tuple[int, int, list, Callable[[object, random.Random], RankList]]] = [
             (0, per_step[0], wikiqa.questions(), lambda q, rng: wikiqa.sample(q, self.pool, rng)),
             (1, per_step[2], list(insurance.questions()[:insuranceqa_questions]), insurance.sample),
-            (
-                2,
-                per_step[1],
-                pooled.questions(self.pool) if per_step[1] else [],
-                lambda item, rng: pooled.sample(item, self.pool, rng),
-            ),
+            (2, per_step[1], pooled.questions(self.pool) if per_step[1] else [],
+             lambda item, rng: pooled.sample(item, self.pool, rng)),
         ]
         self.seed = seed
 

@@ -85,9 +85,8 @@ def main() -> None:
     for name, texts in text_lists().items():
         t0 = time.time()
         encode_shard(teacher, name, args.shard)
-        log.info(
-            "%s shard %d: %d texts ready in %.0f s", name, args.shard, len(_shard(texts, args.shard)), time.time() - t0
-        )
+        log.info("%s shard %d: %d texts ready in %.0f s", name, args.shard, len(_shard(texts, args.shard)),
+                 time.time() - t0)
 
 
 if __name__ == "__main__":

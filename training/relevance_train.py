@@ -83,19 +83,9 @@ class RelevanceRecipe:
         every train text takes ~12 minutes) and the shipping rule (two steps rarely pass it): tests cover both
         on their own."""
         return dataclasses.replace(
-            self,
-            steps=2,
-            warmup=1,
-            eval_every=2,
-            wikiqa_lists=1,
-            pooled_lists=min(self.pooled_lists, 1),
-            insuranceqa_lists=1,
-            insuranceqa_questions=20,
-            valid_questions=2,
-            dev_questions=3,
-            teacher=None,
-            guard=False,
-        )
+            self, steps=2, warmup=1, eval_every=2, wikiqa_lists=1, pooled_lists=min(self.pooled_lists, 1),
+            insuranceqa_lists=1, insuranceqa_questions=20, valid_questions=2, dev_questions=3, teacher=None,
+            guard=False)
 
 
 def list_loss(
@@ -132,10 +122,8 @@ def score_questions(
     model.eval()
     out = []
     for q in questions:
-        scores = [
-            model(*_tensors([(q.text, s) for s in q.sentences[i : i + 64]], max_length))[:, 0]
-            for i in range(0, len(q.sentences), 64)
-        ]
+        scores = [model(*_tensors([(q.text, s) for s in q.sentences[i : i + 64]], max_length))[:, 0]
+                  for i in range(0, len(q.sentences), 64)]
         out.append(torch.cat(scores).numpy())
     return out
 
@@ -147,14 +135,8 @@ def evaluate(
     for name, qs in sets.items():
         scores = score_questions(model, qs, recipe.eval_max_length)
         if name.endswith("ndcg@10"):
-            res[name] = float(
-                np.mean(
-                    [
-                        ndcg_at(s, np.array(q.labels, dtype=np.float64), 10, int(q.doc_id))
-                        for q, s in zip(qs, scores, strict=True)
-                    ]
-                )
-            )
+            res[name] = float(np.mean([ndcg_at(s, np.array(q.labels, dtype=np.float64), 10, int(q.doc_id))
+                                       for q, s in zip(qs, scores, strict=True)]))
         else:
             res[name] = map_mrr(qs, scores)[0]
     res["selection"] = float(np.mean(list(res.values())))
@@ -165,11 +147,9 @@ def passes_rule(scores: dict[str, float], base: dict[str, float], recipe: Releva
     """The shipping rule written before runs 3-5: ahead of the initial model on InsuranceQA valid and pooled WikiQA
     dev, no more than wikiqa_tolerance behind on WikiQA dev MAP."""
     pooled = "wikiqa_dev_pooled_ndcg@10"
-    return (
-        scores["insuranceqa_valid_map"] > base["insuranceqa_valid_map"]
-        and (pooled not in base or scores[pooled] > base[pooled])
-        and scores["wikiqa_dev_map"] >= base["wikiqa_dev_map"] - recipe.wikiqa_tolerance
-    )
+    return (scores["insuranceqa_valid_map"] > base["insuranceqa_valid_map"]
+            and (pooled not in base or scores[pooled] > base[pooled])
+            and scores["wikiqa_dev_map"] >= base["wikiqa_dev_map"] - recipe.wikiqa_tolerance)
 
 
 def pooled_dev(limit: int | None = None) -> list[Question]:
@@ -179,12 +159,8 @@ def pooled_dev(limit: int | None = None) -> list[Question]:
     corpus, qrels = pooled_corpus(questions)
     queries = [q for q in questions if q.has_answer and q.qid in qrels][:limit]
     top, _ = BM25Index(corpus).search([q.text for q in queries], TOP_K)
-    return [
-        Question(
-            q.qid, q.text, [corpus[i] for i in d], [int(i in qrels[q.qid]) for i in d], doc_id=str(len(qrels[q.qid]))
-        )
-        for q, d in zip(queries, top.tolist(), strict=True)
-    ]
+    return [Question(q.qid, q.text, [corpus[i] for i in d], [int(i in qrels[q.qid]) for i in d],
+                     doc_id=str(len(qrels[q.qid]))) for q, d in zip(queries, top.tolist(), strict=True)]
 
 
 def selection_sets(recipe: RelevanceRecipe) -> dict[str, list[Question]]:
@@ -203,14 +179,9 @@ def train(recipe: RelevanceRecipe, init_from: Path, run_dir: Path, out: Path | N
     run_dir.mkdir(parents=True, exist_ok=True)
     model = load_model(init_from)
     model.train()
-    sampler = ListSampler(
-        recipe.wikiqa,
-        recipe.pooled,
-        recipe.insurance,
-        (recipe.wikiqa_lists, recipe.pooled_lists, recipe.insuranceqa_lists),
-        recipe.seed,
-        recipe.insuranceqa_questions,
-    )
+    sampler = ListSampler(recipe.wikiqa, recipe.pooled, recipe.insurance,
+                          (recipe.wikiqa_lists, recipe.pooled_lists, recipe.insuranceqa_lists),
+                          recipe.seed, recipe.insuranceqa_questions)
     teacher = TeacherScores() if recipe.teacher == "splade" else None
     sets = selection_sets(recipe)
     opt = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
@@ -269,43 +240,20 @@ def train(recipe: RelevanceRecipe, init_from: Path, run_dir: Path, out: Path | N
                 torch.save(ema, run_dir / "best.pt")
             torch.save(ema, run_dir / f"ema-{step}.pt")  # every evaluated model, for a later look
             elapsed = time.time() - t0
-            history.append(
-                {
-                    "step": step,
-                    "loss": round(float(np.mean(losses[-recipe.eval_every :])), 4),
-                    **scores,
-                    "seconds": round(elapsed),
-                }
-            )
+            history.append({"step": step, "loss": round(float(np.mean(losses[-recipe.eval_every:])), 4), **scores,
+                            "seconds": round(elapsed)})
             log.info("%s: %s", recipe.name, history[-1])
-            torch.save(
-                {
-                    "model": model.state_dict(),
-                    "opt": opt.state_dict(),
-                    "sched": sched.state_dict(),
-                    "ema": ema,
-                    "step": step,
-                    "best": best,
-                    "history": history,
-                    "elapsed": elapsed,
-                    "torch_rng": torch.get_rng_state(),
-                },
-                ckpt,
-            )
+            torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(), "ema": ema,
+                        "step": step, "best": best, "history": history, "elapsed": elapsed,
+                        "torch_rng": torch.get_rng_state()}, ckpt)
     if not (run_dir / "best.pt").is_file():
         raise SystemExit(f"{recipe.name}: no evaluation passed the shipping rule; no model written")
     model.load_state_dict(torch.load(run_dir / "best.pt", weights_only=True))
     out = out or run_dir / "model"
     save_model(model, out, tokenizer_dir=STS_MODEL)
     best_step = max((h for h in history if h["step"] and h["selection"] == best), key=lambda h: h["step"])["step"]
-    report = {
-        "recipe": _jsonable(dataclasses.asdict(recipe)),
-        "init": _shown(init_from),
-        "best_selection": best,
-        "best_step": best_step,
-        "train_seconds": round(elapsed),
-        "history": history,
-    }
+    report = {"recipe": _jsonable(dataclasses.asdict(recipe)), "init": _shown(init_from), "best_selection": best,
+              "best_step": best_step, "train_seconds": round(elapsed), "history": history}
     if (init_from / "training.json").is_file():  # the earlier stage's own record: the card states both stages
         report["init_training"] = json.loads((init_from / "training.json").read_text())
     for where in (run_dir, out):  # the model directory carries its own record (the card reads it)

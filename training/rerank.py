@@ -239,11 +239,8 @@ def train(
         state["step"] += 1
         step = state["step"]
         if step % 25 == 0:
-            log.info(
-                "step %d, %.2f s/step since the last checkpoint",
-                step,
-                (time.time() - t_seg) / (step % hp.eval_every or hp.eval_every),
-            )
+            log.info("step %d, %.2f s/step since the last checkpoint", step,
+                     (time.time() - t_seg) / (step % hp.eval_every or hp.eval_every))
         if step % hp.eval_every == 0 or step == hp.steps:
             state["train_seconds"] += time.time() - t_seg
             evaluated = model if ema is None else ema.model(model)
@@ -251,9 +248,8 @@ def train(
             avg = {k: round(v / hp.eval_every, 4) for k, v in running.items()}
             running.clear()
             state["history"].append({"step": step, "dev_map": dev_map, "dev_mrr": dev_mrr, "loss": avg})
-            log.info(
-                "step %d dev MAP %.4f MRR %.4f loss %s (%.0f s)", step, dev_map, dev_mrr, avg, state["train_seconds"]
-            )
+            log.info("step %d dev MAP %.4f MRR %.4f loss %s (%.0f s)", step, dev_map, dev_mrr, avg,
+                     state["train_seconds"])
             if dev_map > state["best_map"]:
                 state.update(best_map=dev_map, best_mrr=dev_mrr, best_step=step)
                 torch.save(evaluated.state_dict(), run_dir / "best.pt")

@@ -99,20 +99,14 @@ def _insuranceqa_lines(ev: dict) -> list[str]:
         "| model | MAP | MRR | P@1 | MAP minus MiniLM |",
         "|---|---|---|---|---|",
     ]
-    rows = (
-        ("onnx", "rerank-hash-nano fp32"),
-        ("onnx-int8", "rerank-hash-nano int8 (served)"),
-        ("minilm_cosine", "all-MiniLM-L6-v2 cosine (22M, reference)"),
-        ("bm25", "BM25 (each question's list)"),
-        ("bm25_collection_idf", "BM25 (all answers' statistics)"),
-    )
+    rows = (("onnx", "rerank-hash-nano fp32"), ("onnx-int8", "rerank-hash-nano int8 (served)"),
+            ("minilm_cosine", "all-MiniLM-L6-v2 cosine (22M, reference)"), ("bm25", "BM25 (each question's list)"),
+            ("bm25_collection_idf", "BM25 (all answers' statistics)"))
     for key, name in rows:
         if key in iqa:
             m = iqa[key]
-            lines.append(
-                f"| {name} | {_map_cell(m)} | {m['mrr']:.4f} | {m['p@1']:.4f} | "
-                f"{_interval(m.get('map_minus_minilm_ci95'), signed=True)} |"
-            )
+            lines.append(f"| {name} | {_map_cell(m)} | {m['mrr']:.4f} | {m['p@1']:.4f} | "
+                         f"{_interval(m.get('map_minus_minilm_ci95'), signed=True)} |")
     return [*lines, ""]
 
 
@@ -122,11 +116,8 @@ def _second_stage_lines(tr: dict) -> list[str]:
         return []
     r = tr["recipe"]
     views = [k for k in tr["history"][0] if k not in ("step", "loss", "seconds", "selection")]
-    selection = (
-        "the best mean among the evaluations that pass the shipping rule against step 0 is kept"
-        if r.get("guard")
-        else "the best mean is kept"
-    )
+    selection = ("the best mean among the evaluations that pass the shipping rule against step 0 is kept"
+                 if r.get("guard") else "the best mean is kept")
     lines = [
         f"## Second stage: `{r['name']}` (training/recipes/rerank-hash-nano.toml, trainer training.relevance_train)",
         "",

@@ -134,7 +134,9 @@ def map_by_type(questions: list[Question], scores: list[np.ndarray]) -> dict[str
         if q.has_answer:
             groups.setdefault(question_type(q.text), []).append(average_precision(s, np.asarray(q.labels)))
     order = [*QUESTION_TYPES, "other"]
-    return {t: {"questions": len(groups[t]), "map": round(float(np.mean(groups[t])), 4)} for t in order if t in groups}
+    return {
+        t: {"questions": len(groups[t]), "map": round(float(np.mean(groups[t])), 4)} for t in order if t in groups
+    }
 
 
 # Wh-phrases that ask for different kinds of answer; a question's answer sentence rarely answers the same

@@ -190,22 +190,16 @@ def insuranceqa_test(model_dir: Path, backends: tuple[str, ...]) -> dict:
     from training.relevance_eval import bm25_scores, minilm_scores, model_scores, ranking_metrics
 
     qs = insuranceqa.questions("test", 50)
-    out: dict = {
-        "questions": len(qs),
-        "pairs": sum(len(q.sentences) for q in qs),
-        "bm25": ranking_metrics(qs, bm25_scores(qs, collection=False)),
-        "bm25_collection_idf": ranking_metrics(qs, bm25_scores(qs, collection=True)),
-    }
+    out: dict = {"questions": len(qs), "pairs": sum(len(q.sentences) for q in qs),
+                 "bm25": ranking_metrics(qs, bm25_scores(qs, collection=False)),
+                 "bm25_collection_idf": ranking_metrics(qs, bm25_scores(qs, collection=True))}
     minilm = minilm_scores(qs, "insuranceqa-test-all")
     out["minilm_cosine"] = {**ranking_metrics(qs, minilm), "map_ci95": bootstrap_ci95(average_precisions(qs, minilm))}
     for backend in backends:
         ours = model_scores(model_dir, qs, backend)
         aps = average_precisions(qs, ours)
-        out[backend] = {
-            **ranking_metrics(qs, ours),
-            "map_ci95": bootstrap_ci95(aps),
-            "map_minus_minilm_ci95": bootstrap_ci95(aps - average_precisions(qs, minilm)),
-        }
+        out[backend] = {**ranking_metrics(qs, ours), "map_ci95": bootstrap_ci95(aps),
+                        "map_minus_minilm_ci95": bootstrap_ci95(aps - average_precisions(qs, minilm))}
         log.info("InsuranceQA test %s: %s", backend, out[backend])
     return out
 

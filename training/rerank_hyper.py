@@ -77,15 +77,7 @@ class Hyper:
 
     def smoke(self, steps: int | None = None) -> Hyper:
         """The same recipe on a few-step budget (training runs it on 40 questions): every list type kept."""
-        return replace(
-            self,
-            steps=steps or 6,
-            q_groups=2,
-            pooled_groups=1,
-            ict_groups=1,
-            eval_every=3,
-            warmup=2,
-            sentence_query_groups=min(self.sentence_query_groups, 1),
-            type_contrast_groups=min(self.type_contrast_groups, 2),
-            insuranceqa_groups=min(self.insuranceqa_groups, 1),
-        )
+        return replace(self, steps=steps or 6, q_groups=2, pooled_groups=1, ict_groups=1, eval_every=3, warmup=2,
+                       sentence_query_groups=min(self.sentence_query_groups, 1),
+                       type_contrast_groups=min(self.type_contrast_groups, 2),
+                       insuranceqa_groups=min(self.insuranceqa_groups, 1))

@@ -109,10 +109,8 @@ class ListSampler:
         # questions twice, with a teacher that saw them.
         split_sizes = {json.loads(p.with_suffix(".json").read_text())["folds"] for p in files}
         if split_sizes != {len(files)}:
-            raise ValueError(
-                f"{len(files)} cross-fold files in {cache_dir} come from {sorted(split_sizes)}-way "
-                "fold splits: re-run training.cross_teacher for every fold of one split"
-            )
+            raise ValueError(f"{len(files)} cross-fold files in {cache_dir} come from {sorted(split_sizes)}-way "
+                             "fold splits: re-run training.cross_teacher for every fold of one split")
         for path in files:
             part = np.load(path)
             for qi, si, logit in zip(part["q"], part["s"], part["logit"], strict=True):

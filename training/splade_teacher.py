@@ -65,9 +65,8 @@ class SpladeTiny:
             while start < len(order):
                 size = max(1, BATCH_TOKENS // lengths[order[min(len(order) - 1, start + 7)]])
                 idx = order[start : start + size]
-                b = tok(
-                    [texts[i] for i in idx], padding=True, truncation=True, max_length=MAX_LENGTH, return_tensors="pt"
-                )
+                b = tok([texts[i] for i in idx], padding=True, truncation=True, max_length=MAX_LENGTH,
+                        return_tensors="pt")
                 logits = mlm(**b).logits  # (B, T, V)
                 # log1p(relu(.)) is monotone and >= 0, so taking the max over the unpadded tokens first gives the
                 # same (B, V) representation without two passes over the (B, T, V) tensor.

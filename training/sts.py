@@ -49,30 +49,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--random-pairs", type=int, default=100_000)
     ap.add_argument("--distill-epochs", type=float, default=1.0)
     ap.add_argument("--distill-minutes", type=float, default=None, help="wall-time cap of distillation")
-    ap.add_argument(
-        "--distill-max-steps",
-        type=int,
-        default=None,
-        help="step cap of distillation: the learning-rate schedule ends there",
-    )
-    ap.add_argument(
-        "--distill-stop-at",
-        type=int,
-        default=None,
-        help="stop distillation at this step of its full schedule (replays a --distill-minutes cap)",
-    )
-    ap.add_argument(
-        "--gold-minutes",
-        type=float,
-        default=0.0,
-        help="wall-time cap of a first stage on every training set's own labels (0 skips it)",
-    )
-    ap.add_argument(
-        "--wait-minutes",
-        type=float,
-        default=0.0,
-        help="wait up to this long for a teacher cache that is still being written",
-    )
+    ap.add_argument("--distill-max-steps", type=int, default=None,
+                    help="step cap of distillation: the learning-rate schedule ends there")
+    ap.add_argument("--distill-stop-at", type=int, default=None,
+                    help="stop distillation at this step of its full schedule (replays a --distill-minutes cap)")
+    ap.add_argument("--gold-minutes", type=float, default=0.0,
+                    help="wall-time cap of a first stage on every training set's own labels (0 skips it)")
+    ap.add_argument("--wait-minutes", type=float, default=0.0,
+                    help="wait up to this long for a teacher cache that is still being written")
     ap.add_argument("--dropout", type=float, default=0.0, help="hidden + attention dropout while training")
     ap.add_argument("--distill-lr", type=float, default=1e-3)
     ap.add_argument("--ft-epochs", type=float, default=2.0)
@@ -125,34 +109,20 @@ def main(argv: list[str] | None = None) -> dict:
         kept = init_hash_table(model, args.init)
         if args.qk_init > 0:
             tie_query_key(model, args.qk_init)
-    log(
-        f"model {args.preset}: {model.num_parameters():,} params; init {args.init}"
-        + (f" (PCA keeps {kept:.1%} of variance)" if kept else "")
-    )
-    report: dict = {
-        "seed": args.seed,
-        "params": model.num_parameters(),
-        "init": args.init,
-        "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
-    }
+    log(f"model {args.preset}: {model.num_parameters():,} params; init {args.init}"
+        + (f" (PCA keeps {kept:.1%} of variance)" if kept else ""))
+    report: dict = {"seed": args.seed, "params": model.num_parameters(), "init": args.init, "args": {
+        k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}}
 
     if args.gold_minutes > 0:
         text, y = data.gold_stage_pairs(args.seed)
         if args.smoke:
             text, y = text[:2000], y[:2000]
         log(f"gold stage: {len(text)} pairs from every training set's own labels")
-        stage = Stage(
-            "gold",
-            1.0,
-            args.distill_lr,
-            batch_size=32,
-            eval_every=40 if args.smoke else 500,
-            max_steps=40 if args.smoke else None,
-            max_seconds=args.gold_minutes * 60,
-        )
-        report["gold"] = train_stage(
-            model, tok, (encode(tok, text), np.array(y, dtype=np.float32)), dev, stage, run_dir, args.seed, log
-        )
+        stage = Stage("gold", 1.0, args.distill_lr, batch_size=32, eval_every=40 if args.smoke else 500,
+                      max_steps=40 if args.smoke else None, max_seconds=args.gold_minutes * 60)
+        report["gold"] = train_stage(model, tok, (encode(tok, text), np.array(y, dtype=np.float32)), dev, stage,
+                                     run_dir, args.seed, log)
 
     if args.distill_pairs > 0:
         wait_for_teachers(args, log)
@@ -164,32 +134,18 @@ def main(argv: list[str] | None = None) -> dict:
         else:
             text, y = build_distill_set(args, log)
             pairs_path.write_text(json.dumps({"pairs": text, "labels": y.tolist()}))
-        log(
-            f"distill set: {len(text)} pairs, label mean {y.mean():.3f}, histogram "
-            f"{np.histogram(y, bins=5, range=(0, 1))[0].tolist()} ({time.time() - t0:.0f}s)"
-        )
-        stage = Stage(
-            "distill",
-            args.distill_epochs,
-            args.distill_lr,
-            batch_size=32,
-            eval_every=60 if args.smoke else 500,
-            max_steps=60 if args.smoke else args.distill_max_steps,
-            max_seconds=args.distill_minutes * 60 if args.distill_minutes else None,
-            stop_at=None if args.smoke else args.distill_stop_at,
-        )
+        log(f"distill set: {len(text)} pairs, label mean {y.mean():.3f}, histogram "
+            f"{np.histogram(y, bins=5, range=(0, 1))[0].tolist()} ({time.time() - t0:.0f}s)")
+        stage = Stage("distill", args.distill_epochs, args.distill_lr, batch_size=32,
+                      eval_every=60 if args.smoke else 500, max_steps=60 if args.smoke else args.distill_max_steps,
+                      max_seconds=args.distill_minutes * 60 if args.distill_minutes else None,
+                      stop_at=None if args.smoke else args.distill_stop_at)
         report["distill"] = train_stage(model, tok, (encode(tok, text), y), dev, stage, run_dir, args.seed, log)
         report["distill"]["pairs"] = len(text)
 
     ft_text, ft_y = gold(stsb_train)
-    stage = Stage(
-        "finetune",
-        args.ft_epochs,
-        args.ft_lr,
-        batch_size=32,
-        eval_every=30 if args.smoke else 180,
-        max_steps=30 if args.smoke else None,
-    )
+    stage = Stage("finetune", args.ft_epochs, args.ft_lr, batch_size=32,
+                  eval_every=30 if args.smoke else 180, max_steps=30 if args.smoke else None)
     report["finetune"] = train_stage(model, tok, (encode(tok, ft_text), ft_y), dev, stage, run_dir, args.seed, log)
     report["wall_seconds"] = round(time.time() - t_start, 1)
 
@@ -221,10 +177,8 @@ def build_distill_set(args: argparse.Namespace, log) -> tuple[list[tuple[str, st
     teacher = Teacher.from_cache(args.cache, pool_meta["sentences"], sets["stsb"], names)
     n = args.distill_pairs
     text, y = distill_pairs(teacher, sets, args.neighbours, args.random_pairs, n, args.seed)
-    log(
-        f"teachers {names}: rows {[len(e) for e in teacher.embeddings]} of {len(teacher.index)}; "
-        f"z-stats {teacher.stats}"
-    )
+    log(f"teachers {names}: rows {[len(e) for e in teacher.embeddings]} of {len(teacher.index)}; "
+        f"z-stats {teacher.stats}")
     return text, y
 
 

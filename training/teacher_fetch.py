@@ -88,11 +88,8 @@ def sha256_file(path: Path) -> str:
 
 def verify(teacher: WheelTeacher, folder: Path) -> list[str]:
     """The pinned files that are missing or differ (empty when the folder is exactly what is pinned)."""
-    return [
-        rel
-        for rel, digest in teacher.sha256.items()
-        if not (folder / rel).is_file() or sha256_file(folder / rel) != digest
-    ]
+    return [rel for rel, digest in teacher.sha256.items() if not (folder / rel).is_file()
+            or sha256_file(folder / rel) != digest]
 
 
 def download_wheels(specs: tuple[str, ...], dest: Path) -> list[Path]:
@@ -100,23 +97,20 @@ def download_wheels(specs: tuple[str, ...], dest: Path) -> list[Path]:
     wheels = []
     for spec in specs:
         before = set(dest.glob("*.whl"))
-        subprocess.run(
-            [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "-d", str(dest), spec], check=True
-        )
+        subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "-d", str(dest), spec],
+                       check=True)
         name = spec.split("==")[0].replace("-", "_").lower()
         found = sorted(p for p in dest.glob("*.whl") if p.name.lower().startswith(name + "-"))
         if len(found) != 1:
-            raise RuntimeError(
-                f"expected one wheel for {spec} in {dest}, found {found or 'none'} (new: "
-                f"{sorted(set(dest.glob('*.whl')) - before)})"
-            )
+            raise RuntimeError(f"expected one wheel for {spec} in {dest}, found {found or 'none'} (new: "
+                               f"{sorted(set(dest.glob('*.whl')) - before)})")
         wheels.append(found[0])
     return wheels
 
 
 def _extract(archive: zipfile.ZipFile, prefix: str, out: Path) -> None:
     for info in archive.infolist():
-        rel = info.filename[len(prefix) :]
+        rel = info.filename[len(prefix):]
         if not info.filename.startswith(prefix) or info.is_dir() or Path(rel).name in SKIPPED_FILES:
             continue
         target = out / rel

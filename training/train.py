@@ -112,9 +112,8 @@ class Caches:
 def run(recipe: Recipe, out: Path, work: Path, caches: Caches, smoke: bool = False) -> Path:
     """Run every stage not yet done, then ship the last stage's model to out. Returns out."""
     if recipe.pool_teachers:
-        teachers.main(
-            ["--cache", str(caches.pool), "--teachers", ",".join(recipe.pool_teachers)] + (["--smoke"] if smoke else [])
-        )
+        teachers.main(["--cache", str(caches.pool), "--teachers", ",".join(recipe.pool_teachers)]
+                      + (["--smoke"] if smoke else []))
     previous: Path | None = None
     for stage in recipe.stages:
         stage_dir = work / stage.name
@@ -138,9 +137,8 @@ def _run_stage(stage: Stage, init: Path | None, stage_dir: Path, caches: Caches,
         from training import rerank
 
         assert init is not None
-        rerank.train(
-            settings.smoke() if smoke else settings, init, model_dir, run_dir, caches.wikiqa, caches.pool, smoke=smoke
-        )
+        rerank.train(settings.smoke() if smoke else settings, init, model_dir, run_dir, caches.wikiqa,
+                     caches.pool, smoke=smoke)
     elif stage.trainer == "mixed-lists":
         from training import relevance_train
 
@@ -149,16 +147,8 @@ def _run_stage(stage: Stage, init: Path | None, stage_dir: Path, caches: Caches,
     else:
         from training import sts
 
-        argv = [
-            "--out",
-            str(model_dir),
-            "--run-dir",
-            str(run_dir),
-            "--cache",
-            str(caches.pool),
-            "--no-export",
-            *settings,
-        ]
+        argv = ["--out", str(model_dir), "--run-dir", str(run_dir), "--cache", str(caches.pool), "--no-export",
+                *settings]
         if init is not None:
             argv += ["--init-from", str(init)]
         sts.main([*argv, "--smoke"] if smoke else argv)
@@ -189,3 +179,4 @@ def main(argv: list[str] | None = None) -> None:
 
 if __name__ == "__main__":
     main()
+
