@@ -21,9 +21,12 @@ Admission: more than `max_queue_pairs` waiting pairs is `Overloaded` (429, with 
 measured throughput), and so is a request whose pairs the queue would not reach before its deadline at the
 measured throughput (with fair queuing, each waiting request runs at most n pairs before the last of a new
 n-pair request): refusing it at once costs the server nothing, while admitting it would spend tokenization on
-a certain 504 and lengthen every accepted request's wait. A request whose deadline passes, or whose waiter is
-cancelled (the client went away), leaves the queue at once: its pairs are counted and never run. A failed
-forward pass fails every request with a pair in it, with the same error.
+a certain 504 and lengthen every accepted request's wait. A new request is also refused if its pairs would
+push the waiting request with the earliest deadline past it: fair queuing runs later arrivals alongside the
+requests already waiting, so checking only the newcomer let a burst of them push the admitted ones into 504s.
+A request whose deadline passes, or whose waiter is cancelled (the client went away), leaves the queue at once:
+its pairs are counted and never run. A failed forward pass fails every request with a pair in it, with the
+same error.
 """
 
 from __future__ import annotations
@@ -112,6 +115,8 @@ class DynamicBatcher:
         self._vtime = 0  # highest tag dispatched so far: new requests start their tags here
         self._live = 0  # queued items of requests still waiting (the queue depth)
         self._waiting: set[_Request] = set()  # requests with items still queued
+        # (deadline, seq, request) of every admitted request; entries no longer waiting are dropped lazily.
+        self._by_deadline: list[tuple[float, int, _Request]] = []
         self._pairs_per_s = 0.0  # throughput estimate for Retry-After
         self._arrived = asyncio.Event()
         self._full = asyncio.Event()
@@ -147,6 +152,11 @@ class DynamicBatcher:
     def depth(self) -> int:
         """Pairs waiting for a forward pass."""
         return self._live
+
+    @property
+    def pairs_per_s(self) -> float:
+        """The measured throughput admission plans with (0 before the first forward pass)."""
+        return self._pairs_per_s
 
     # ---- submitting ----
 
@@ -184,6 +194,7 @@ class DynamicBatcher:
             heapq.heappush(self._heap, _Entry(start + k + 1, self._seq, _Item(request, i, payloads[i], lengths[i])))
         self._live += n
         self._waiting.add(request)
+        heapq.heappush(self._by_deadline, (deadline, self._seq, request))
         self._metrics.queue_depth.set(self._live)
         self._arrived.set()
         if self._live >= self.max_batch_pairs:
@@ -201,10 +212,13 @@ class DynamicBatcher:
                 "Retry-After delay or send fewer pairs",
                 retry_after_s=self._retry_after(n),
             )
-        if deadline is None or self._pairs_per_s <= 0 or not self._waiting:
+        while self._by_deadline and self._by_deadline[0][2] not in self._waiting:
+            heapq.heappop(self._by_deadline)  # finished: only waiting requests are protected
+        if self._pairs_per_s <= 0 or not self._waiting:
             return
-        wait = (sum(min(r.queued, n) for r in self._waiting) + n) / self._pairs_per_s
-        if time.monotonic() + wait > deadline:
+        now = time.monotonic()
+        wait = self._pairs_before_last(n, n) / self._pairs_per_s
+        if deadline is not None and now + wait > deadline:
             self._metrics.rejected.inc()
             raise Overloaded(
                 f"model {self.name!r} would not reach these pairs before the request's deadline ({self._live} "
@@ -212,6 +226,22 @@ class DynamicBatcher:
                 "timeout_ms or send fewer pairs",
                 retry_after_s=self._retry_after(n),
             )
+        if self._by_deadline:
+            tightest, _, oldest = self._by_deadline[0]
+            if now + self._pairs_before_last(oldest.queued, n) / self._pairs_per_s > tightest:
+                self._metrics.rejected.inc()
+                raise Overloaded(
+                    f"model {self.name!r} is at capacity: these pairs would make a request already waiting miss "
+                    f"its deadline ({self._live} pairs waiting); retry after the Retry-After delay or send fewer "
+                    "pairs",
+                    retry_after_s=self._retry_after(n),
+                )
+
+    def _pairs_before_last(self, queued: int, newcomer: int) -> int:
+        """Pairs run before the last of a request's `queued` pairs once a `newcomer`-pair request joins: with
+        fair queuing each waiting request runs at most `queued` of its pairs first (the request itself
+        included when it is waiting), and so does the newcomer."""
+        return sum(min(r.queued, queued) for r in self._waiting) + min(newcomer, queued)
 
     def _retry_after(self, n: int) -> int:
         if self._pairs_per_s <= 0:

@@ -329,3 +329,30 @@ async def test_memory_goes_back_only_after_an_idle_spell(monkeypatch: pytest.Mon
     assert len(trims) == 1 and trims[0] - drained >= 0.25
     assert await batcher.run([3], [4], later(5)) == [6]  # still serving after a trim
     await batcher.stop()
+
+
+async def test_a_request_that_would_push_a_waiting_one_past_its_deadline_is_refused() -> None:
+    """Fair queuing runs a newcomer alongside the requests already waiting, so admitting it delays them too: a
+    newcomer that would make the waiting request with the earliest deadline miss it is refused, however far
+    its own deadline is; a smaller one that leaves that request in time is admitted."""
+    runtime = FakeRuntime(delay_s=0.05)
+    batcher, metrics = make(runtime)
+    assert await batcher.run(list(range(8)), [4] * 8, later(10)) == [2 * i for i in range(8)]  # ~160 pairs/s
+    assert 100 < batcher.pairs_per_s < 170
+    blocker = await hold(runtime, batcher)
+    waiting = asyncio.create_task(batcher.run([1] * 40, [4] * 40, later(0.45)))  # ~0.25 s of work
+    await asyncio.sleep(0)
+    assert batcher.depth == 40
+    # A newcomer's pairs interleave with the waiting 40: 40 of them put ~80 pairs (~0.5 s) before its last one.
+    with pytest.raises(Overloaded, match="would make a request already waiting miss its deadline") as info:
+        await batcher.run([2] * 40, [4] * 40, later(30))
+    assert info.value.retry_after_s >= 1 and batcher.depth == 40
+    assert value(metrics, "hashrank_requests_rejected_total") == 1
+    admitted = asyncio.create_task(batcher.run([3] * 8, [4] * 8, later(30)))  # 48 pairs first: ~0.3 s
+    await asyncio.sleep(0)
+    assert batcher.depth == 48
+    runtime.gate.set()
+    assert await waiting == [2] * 40  # in time
+    assert await admitted == [6] * 8
+    await blocker
+    await batcher.stop()
