@@ -112,6 +112,13 @@ def ceilings(score_dir: Path, rank_dir: Path, args: argparse.Namespace, full: bo
     return rows
 
 
+def lone_floor(rank_dir: Path, args: argparse.Namespace) -> list[dict]:
+    """The latency floor of a 1qx20 request served alone (loadtest.ceiling --lone), pinned like the ceiling."""
+    cmd = python_module("loadtest.ceiling", str(rank_dir), "--lone", "--workload", "rank20", "--variant", args.backend,
+                        "--seconds", str(args.ceiling_seconds))
+    return json_lines(pinned(cmd, args.server_cpus), args.out_dir / "logs" / "ceiling.log")
+
+
 # CrossEncoder's ONNX backend runs from its own virtualenv (requirements/peers-st.txt), built by `make bench`.
 PEERS_ST_VENV = ROOT / ".venv-peers-st"
 
@@ -227,6 +234,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     }
     print(f"[bench] ceiling (start) on cpu {args.server_cpus}", flush=True)
     result["ceiling_start"] = ceilings(score_dir, rank_dir, args, full=not args.quick)
+    result["lone_floor"] = lone_floor(rank_dir, args)
     if not args.quick:
         print(f"[bench] in-process peers on cpu {args.server_cpus}", flush=True)
         result["peers"] = peers(rank_dir, args)

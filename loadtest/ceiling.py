@@ -9,6 +9,15 @@ that must tokenize, which ours must). `mean_padded_len` is over the batches the 
 
     $ taskset -c 0 python -m loadtest.ceiling models/sts-hash-nano --workload score32 --variant onnx-int8
     {"workload": "score32", "backend": "onnx-int8", "sorted": true, "tokenize": false, "pairs_per_s": ...}
+
+`--lone` measures something else: the latency floor of a request served alone. Each request's pairs are
+encoded, padded and run as one batch, request after request; the median is what a lone request costs with
+nothing else in the way. The throughput ceiling above is no such floor: its batches are cut from every
+request's pairs sorted by length, which a request that arrives alone cannot have (its own documents vary
+in length, so its batch pads more).
+
+    $ taskset -c 0 python -m loadtest.ceiling models/rerank-hash-nano --workload rank20 --variant onnx-int8 --lone
+    {"workload": "rank20", "backend": "onnx-int8", "lone_p50_ms": ..., "lone_p90_ms": ..., "requests": ...}
 """
 
 from __future__ import annotations
@@ -84,9 +93,7 @@ class Ceiling:
         membership still comes from the up-front sort, as a server's length bucketing would give).
         """
         tokenizer = self.tokenizer
-        if backend not in self._sessions:
-            self._sessions[backend] = session(self.model_dir, backend)
-        sess = self._sessions[backend]
+        sess = self.session(backend)
         feeds = [i.name for i in sess.get_inputs()]
         if workload not in self._encoded:
             self._encoded[workload] = tokenizer.encode_pairs(pairs)
@@ -110,6 +117,34 @@ class Ceiling:
         mean_len = tokens / done
         return CeilingResult(workload, backend, sort, tokenize, len(pairs), done / elapsed, round(mean_len, 1))
 
+    def session(self, backend: str) -> ort.InferenceSession:
+        if backend not in self._sessions:
+            self._sessions[backend] = session(self.model_dir, backend)
+        return self._sessions[backend]
+
+    def lone_request_ms(
+        self, requests: list[list[tuple[str, str]]], *, backend: str = "onnx", seconds: float = 3.0
+    ) -> dict[str, float]:
+        """p50/p90 ms of one request's pairs encoded, padded and run as one batch, cycling over the requests."""
+        tokenizer, sess = self.tokenizer, self.session(backend)
+        feeds = [i.name for i in sess.get_inputs()]
+
+        def one(pairs: list[tuple[str, str]]) -> float:
+            started = time.perf_counter()
+            batch = tokenizer.pad(tokenizer.encode_pairs(pairs))
+            sess.run(["logits"], {name: getattr(batch, name) for name in feeds})
+            return (time.perf_counter() - started) * 1000
+
+        for pairs in requests[:8]:  # warm-up
+            one(pairs)
+        times: list[float] = []
+        start = time.perf_counter()
+        while time.perf_counter() - start < seconds:
+            times.append(one(requests[len(times) % len(requests)]))
+        times.sort()
+        return {"lone_p50_ms": round(times[len(times) // 2], 3),
+                "lone_p90_ms": round(times[int(len(times) * 0.9)], 3), "requests": len(times)}
+
 
 def parse_variant(text: str) -> tuple[str, bool, bool]:
     """ "onnx", "onnx-int8:unsorted", "onnx:sorted:tokenize" -> (backend, sort, tokenize)."""
@@ -127,9 +162,16 @@ def main(argv: list[str] | None = None) -> int:
         "--variant", action="append", type=parse_variant, help="BACKEND[:unsorted][:tokenize], repeatable; default onnx"
     )
     parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--lone", action="store_true", help="the latency floor of a request served alone")
     args = parser.parse_args(argv)
     workloads = build_workloads(data_dir())
     ceiling = Ceiling(args.model_dir)
+    if args.lone:
+        for name in args.workload or ["rank20"]:
+            for backend, _, _ in args.variant or [("onnx", True, False)]:
+                floor = ceiling.lone_request_ms(workloads[name].request_pairs(), backend=backend, seconds=args.seconds)
+                print(json.dumps({"workload": name, "backend": backend, **floor}), flush=True)
+        return 0
     for name in args.workload or ["score32", "rank100"]:
         pairs = workloads[name].all_pairs()
         for backend, sort, tok in args.variant or [("onnx", True, False)]:

@@ -19,8 +19,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import orjson
-
 from loadtest.workloads import build_workloads, data_dir
 
 # --backend -> the model file CrossEncoder's ONNX backend loads (None: torch).
@@ -73,17 +71,10 @@ def main(argv: list[str] | None = None) -> int:
     workloads = build_workloads(data_dir())
     model = load_cross_encoder(args.model_dir, args.backend)
     for name in args.workload:
-        requests = [body_pairs(orjson.loads(request.body)) for request in workloads[name].requests]
+        requests = workloads[name].request_pairs()
         rate = cross_encoder_rate(model, requests, args.seconds)
         print(json.dumps({"peer": f"cross-encoder-{args.backend}", "workload": name, **rate}), flush=True)
     return 0
-
-
-def body_pairs(body: dict) -> list[tuple[str, str]]:
-    """The pairs one request body asks to score: /rank's query x documents, or /score's pairs."""
-    if "query" in body:
-        return [(body["query"], doc) for doc in body["documents"]]
-    return [(a, b) for a, b in body["pairs"]]
 
 
 if __name__ == "__main__":

@@ -44,13 +44,17 @@ class Workload:
 
     def all_pairs(self) -> list[tuple[str, str]]:
         """Every (a, b) pair of every request, in request order (what the ceiling runs)."""
-        out: list[tuple[str, str]] = []
+        return [pair for pairs in self.request_pairs() for pair in pairs]
+
+    def request_pairs(self) -> list[list[tuple[str, str]]]:
+        """Each request's pairs: /rank's query x documents, or /score's pairs."""
+        out = []
         for request in self.requests:
             doc = orjson.loads(request.body)
             if request.path == "/score":
-                out.extend((a, b) for a, b in doc["pairs"])
+                out.append([(a, b) for a, b in doc["pairs"]])
             else:
-                out.extend((doc["query"], d) for d in doc["documents"])
+                out.append([(doc["query"], d) for d in doc["documents"]])
         return out
 
 

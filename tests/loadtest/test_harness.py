@@ -204,6 +204,10 @@ def test_report_tables_and_verdicts(tmp_path: Path) -> None:
     assert "| 20.0 | 25% | 80% | 50 |" in text  # batch pairs, padding, ORT busy, ORT pairs/s
     assert "3.4k / 4.3k" in text  # the issue's anchors sit next to this run's figures
     assert "| 500 / 750 (1qx100, in-process) | onnx-int8/torch 1.50x |" in text
+    # With the lone-request floor measured, the latency target compares against it (10 ms: 8 ms is 0.80x).
+    result["lone_floor"] = [{"workload": "rank20", "backend": "onnx", "lone_p50_ms": 10.0, "lone_p90_ms": 12.0}]
+    (row,) = [t for t in report.targets(result) if t[0] == "rank20 c=1 p50 <= 1.2x its compute floor"]
+    assert "compute floor 10.0 ms (the request alone, in process)" in row[1] and row[2] == "0.80x"
     assert json.loads(json.dumps(result)) == result  # the raw file round-trips
 
 
@@ -235,13 +239,21 @@ def test_cross_encoder_peer_scores_what_our_model_scores(workloads: dict[str, Wo
     """The bench's in-process peer loads the shipped model directory and runs its requests (torch here; the
     ONNX backend needs the bench's own virtualenv, requirements/peers-st.txt)."""
     from app.scorer import Scorer
-    from loadtest.peers import body_pairs, cross_encoder_rate, load_cross_encoder
+    from loadtest.peers import cross_encoder_rate, load_cross_encoder
 
     model_dir = Path(__file__).resolve().parents[2] / "models" / "rerank-hash-nano"
-    requests = [body_pairs(orjson.loads(r.body)) for r in workloads["rank20"].requests[:3]]
+    requests = workloads["rank20"].request_pairs()[:3]
     peer = load_cross_encoder(model_dir, "torch")
     ours = Scorer.load(model_dir, "onnx", max_length=512)
     theirs = peer.predict(requests[0], show_progress_bar=False)
     assert theirs == pytest.approx(ours.score(requests[0]), abs=1e-5)
     rate = cross_encoder_rate(peer, requests, seconds=0.2)
     assert rate["pairs_per_s"] > 0 and rate["requests_per_s"] > 0
+
+
+def test_lone_request_floor_runs_each_request_as_one_batch(workloads: dict[str, Workload]) -> None:
+    from loadtest.ceiling import Ceiling
+
+    ceiling = Ceiling(Path(__file__).resolve().parents[2] / "models" / "rerank-hash-nano")
+    floor = ceiling.lone_request_ms(workloads["rank20"].request_pairs()[:3], backend="onnx-int8", seconds=0.2)
+    assert floor["requests"] > 0 and 0 < floor["lone_p50_ms"] <= floor["lone_p90_ms"]
