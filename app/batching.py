@@ -22,8 +22,11 @@ measured throughput), and so is a request whose pairs the queue would not reach 
 measured throughput (with fair queuing, each waiting request runs at most n pairs before the last of a new
 n-pair request): refusing it at once costs the server nothing, while admitting it would spend tokenization on
 a certain 504 and lengthen every accepted request's wait. A new request is also refused if its pairs would
-push the waiting request with the earliest deadline past it: fair queuing runs later arrivals alongside the
-requests already waiting, so checking only the newcomer let a burst of them push the admitted ones into 504s.
+push any waiting request past its deadline: fair queuing runs later arrivals alongside the requests already
+waiting, so checking only the newcomer let a burst of them push the admitted ones into 504s (admit() keeps
+each waiting request's slack). Plans use PLAN_SHARE of the time left, for forward passes slower than average.
+A request is admitted (reserve) before its pairs are tokenized and counts in the queue from then on (enqueue
+adds its payloads): under overload the tokenizer pool holds a queue of its own, which admission must see.
 A request whose deadline passes, or whose waiter is cancelled (the client went away), leaves the queue at once:
 its pairs are counted and never run. A failed forward pass fails every request with a pair in it, with the
 same error.
@@ -46,6 +49,10 @@ from app.errors import DeadlineExceeded, NotReady, Overloaded, RerankError, Runt
 from app.metrics import ModelMetrics
 from app.runtime.memory import release_free_memory
 
+# Admission plans to finish a request within this share of the time it has left. Fair queuing runs later
+# arrivals alongside everything waiting, and only the earliest deadline is checked against them, so the
+# requests in between need room; so do forward passes slower than the measured average (long pairs).
+PLAN_SHARE = 0.75
 # A model's queue must stay empty this long before its freed activations go back to the OS.
 IDLE_TRIM_S = 1.0
 # Up to this length a batch is limited by its padded tokens alone; longer ones also by their attention size.
@@ -66,7 +73,16 @@ class _Request:
     enqueued: float
     outputs: list[Any]
     remaining: int  # items not yet delivered
-    queued: int  # items still waiting in the queue
+    queued: int  # items not yet taken into a batch (still being tokenized, or waiting in the queue)
+
+
+@dataclass(eq=False, slots=True)
+class _SlackClass:
+    """Waiting requests of one size class (see DynamicBatcher.admit)."""
+
+    largest: int  # the most pairs a request of the class has
+    charged: int = 0  # pairs of slack each of its requests lost to admissions so far (an upper bound)
+    heap: list[tuple[float, int, _Request]] = field(default_factory=list)  # (slack + charged at admission, ...)
 
 
 @dataclass(eq=False, slots=True)
@@ -115,9 +131,12 @@ class DynamicBatcher:
         self._vtime = 0  # highest tag dispatched so far: new requests start their tags here
         self._live = 0  # queued items of requests still waiting (the queue depth)
         self._waiting: set[_Request] = set()  # requests with items still queued
-        # (deadline, seq, request) of every admitted request; entries no longer waiting are dropped lazily.
-        self._by_deadline: list[tuple[float, int, _Request]] = []
-        self._pairs_per_s = 0.0  # throughput estimate for Retry-After
+        # Waiting requests' slack (see admit), by size class: request size's bit length -> _SlackClass.
+        self._slack: dict[int, _SlackClass] = {}
+        self._pairs_per_s = 0.0  # throughput estimate for admission and Retry-After
+        # End of the last forward pass, and whether pairs were left waiting (queued or being tokenized) then.
+        self._last_end = 0.0
+        self._backlogged = False
         self._arrived = asyncio.Event()
         self._full = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -163,21 +182,19 @@ class DynamicBatcher:
     async def run(self, payloads: Sequence[Any], lengths: Sequence[int], deadline: float) -> list[Any]:
         """Outputs of run_batch for each payload, in order. Raises Overloaded, DeadlineExceeded, NotReady,
         or the batch's error; cancelling the caller drops its queued items."""
-        request = self.submit(payloads, lengths, deadline)
-        try:
-            async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
-                return await asyncio.shield(request.future)
-        except TimeoutError:
-            self._finish(request, _deadline_error(), reason="deadline")
-            raise _deadline_error() from None
-        except asyncio.CancelledError:
-            self._finish(request, None, reason="disconnect")
-            raise
+        return await self.wait(self.submit(payloads, lengths, deadline))
 
     def submit(self, payloads: Sequence[Any], lengths: Sequence[int], deadline: float) -> _Request:
+        request = self.reserve(len(payloads), deadline)
+        self.enqueue(request, payloads, lengths)
+        return request
+
+    def reserve(self, n: int, deadline: float) -> _Request:
+        """Admit a request of n pairs whose payloads are still being prepared (tokenized): from now on its
+        pairs count in the queue, so admission sees the requests being tokenized too. Raises Overloaded,
+        DeadlineExceeded or NotReady; the caller must enqueue() it or abandon() it."""
         if self._closing or self._task is None:
             raise NotReady("the model is not serving (starting or shutting down); retry shortly")
-        n = len(payloads)
         now = time.monotonic()
         future: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
         request = _Request(future, deadline, now, [None] * n, remaining=n, queued=n)
@@ -187,24 +204,65 @@ class DynamicBatcher:
         if deadline <= now:
             self._metrics.dropped_deadline.inc(n)
             raise _deadline_error()
-        self.admit(n, deadline)
-        start = self._vtime
-        for k, i in enumerate(sorted(range(n), key=lengths.__getitem__)):
-            self._seq += 1
-            heapq.heappush(self._heap, _Entry(start + k + 1, self._seq, _Item(request, i, payloads[i], lengths[i])))
+        slack = self.admit(n, deadline)
+        self._seq += 1
         self._live += n
         self._waiting.add(request)
-        heapq.heappush(self._by_deadline, (deadline, self._seq, request))
+        for size_class in self._slack.values():
+            size_class.charged += min(n, size_class.largest)
+        own = self._slack.setdefault(n.bit_length(), _SlackClass(largest=(1 << n.bit_length()) - 1))
+        heapq.heappush(own.heap, (slack + own.charged, self._seq, request))
         self._metrics.queue_depth.set(self._live)
-        self._arrived.set()
-        if self._live >= self.max_batch_pairs:
-            self._full.set()
         return request
 
-    def admit(self, n: int, deadline: float | None = None) -> None:
-        """Raise Overloaded if n more pairs do not fit the queue, or would not be reached before the deadline
-        at the measured throughput (checked again on submit). Callers check before tokenizing, so an
-        overloaded server does not spend CPU on work it will refuse."""
+    def enqueue(self, request: _Request, payloads: Sequence[Any], lengths: Sequence[int]) -> None:
+        """Queue a reserved request's payloads (one per pair, in its order) for forward passes."""
+        if request.future.done():  # finished meanwhile (its deadline, or the server stopping)
+            return
+        if len(payloads) != len(request.outputs):
+            raise ValueError(f"{len(payloads)} payloads for a request of {len(request.outputs)} pairs")
+        if self._closing:
+            self._finish(request, NotReady("the server is shutting down; retry on another replica"))
+            return
+        start = self._vtime
+        for k, i in enumerate(sorted(range(len(payloads)), key=lengths.__getitem__)):
+            self._seq += 1
+            heapq.heappush(self._heap, _Entry(start + k + 1, self._seq, _Item(request, i, payloads[i], lengths[i])))
+        request.enqueued = time.monotonic()
+        self._arrived.set()
+        if len(self._heap) >= self.max_batch_pairs:
+            self._full.set()
+
+    def abandon(self, request: _Request, reason: str) -> None:
+        """Give up a reserved request before it was enqueued (reason: "deadline" or "disconnect" for the
+        dropped-pairs metric, "" otherwise): its pairs leave the queue count."""
+        self._finish(request, None, reason=reason)
+
+    async def wait(self, request: _Request) -> list[Any]:
+        """The outputs of an enqueued request, in order; its deadline or the caller's cancellation drops
+        whatever of it is still queued."""
+        try:
+            async with asyncio.timeout(max(0.0, request.deadline - time.monotonic())):
+                return await asyncio.shield(request.future)
+        except TimeoutError:
+            self._finish(request, _deadline_error(), reason="deadline")
+            raise _deadline_error() from None
+        except asyncio.CancelledError:
+            self._finish(request, None, reason="disconnect")
+            raise
+
+    def admit(self, n: int, deadline: float) -> float:
+        """Raise Overloaded if n more pairs do not fit the queue, would not be reached before the deadline at
+        the measured throughput, or would push a request already admitted past its own. Returns the new
+        request's slack: how many more pairs may run before its last one and it still finish in time.
+
+        Fair queuing runs every later arrival alongside the requests already waiting, so each admission of n
+        pairs takes min(n, its pairs) of every waiting request's slack, while forward passes use it up no
+        faster than its deadline approaches. Waiting requests are kept in size classes (bit length of their
+        pair count); a class is charged min(n, its largest size) per admission, a bound on what each of its
+        requests lost, and holds (slack at admission + charged until then) in a heap: the smallest slack of a
+        class is one lookup, and a newcomer is checked against every class. Measured before this: with only
+        the earliest deadline protected, accepted requests under overload took ~2x the wait planned for them."""
         if self._live + n > self.max_queue_pairs:
             self._metrics.rejected.inc()
             raise Overloaded(
@@ -212,30 +270,31 @@ class DynamicBatcher:
                 "Retry-After delay or send fewer pairs",
                 retry_after_s=self._retry_after(n),
             )
-        while self._by_deadline and self._by_deadline[0][2] not in self._waiting:
-            heapq.heappop(self._by_deadline)  # finished: only waiting requests are protected
-        if self._pairs_per_s <= 0 or not self._waiting:
-            return
+        for size_class in self._slack.values():
+            while size_class.heap and size_class.heap[0][2] not in self._waiting:
+                heapq.heappop(size_class.heap)  # finished: only waiting requests are protected
+        if self._pairs_per_s <= 0:
+            return math.inf  # nothing measured yet
         now = time.monotonic()
-        wait = self._pairs_before_last(n, n) / self._pairs_per_s
-        if deadline is not None and now + wait > deadline:
+        before = self._pairs_before_last(n, n)
+        budget = PLAN_SHARE * (deadline - now) * self._pairs_per_s  # pairs that may run before its last
+        if self._waiting and before > budget:  # alone, a request always gets its chance
             self._metrics.rejected.inc()
             raise Overloaded(
                 f"model {self.name!r} would not reach these pairs before the request's deadline ({self._live} "
-                f"pairs waiting, ~{wait:.2f} s at the measured rate); retry after the Retry-After delay, raise "
-                "timeout_ms or send fewer pairs",
+                f"pairs waiting, ~{before / self._pairs_per_s:.2f} s at the measured rate); retry after the "
+                "Retry-After delay, raise timeout_ms or send fewer pairs",
                 retry_after_s=self._retry_after(n),
             )
-        if self._by_deadline:
-            tightest, _, oldest = self._by_deadline[0]
-            if now + self._pairs_before_last(oldest.queued, n) / self._pairs_per_s > tightest:
-                self._metrics.rejected.inc()
-                raise Overloaded(
-                    f"model {self.name!r} is at capacity: these pairs would make a request already waiting miss "
-                    f"its deadline ({self._live} pairs waiting); retry after the Retry-After delay or send fewer "
-                    "pairs",
-                    retry_after_s=self._retry_after(n),
-                )
+        if any(c.heap and c.heap[0][0] - c.charged < min(n, c.largest) for c in self._slack.values()):
+            self._metrics.rejected.inc()
+            raise Overloaded(
+                f"model {self.name!r} is at capacity: these pairs would make a request already waiting miss "
+                f"its deadline ({self._live} pairs waiting); retry after the Retry-After delay or send fewer "
+                "pairs",
+                retry_after_s=self._retry_after(n),
+            )
+        return budget - before
 
     def _pairs_before_last(self, queued: int, newcomer: int) -> int:
         """Pairs run before the last of a request's `queued` pairs once a `newcomer`-pair request joins: with
@@ -271,7 +330,7 @@ class DynamicBatcher:
     async def _loop(self) -> None:
         ran_since_trim = False
         while True:
-            if not self._live:
+            if not self._heap:  # reserved requests still being tokenized count in _live but cannot run yet
                 if self._closing:
                     return
                 self._arrived.clear()
@@ -284,7 +343,7 @@ class DynamicBatcher:
                     continue  # requests may have arrived, or stop() been called, meanwhile
                 await self._arrived.wait()
                 # Idle until now: give concurrent requests max_wait to join this batch.
-                if self.max_wait_s > 0 and self._live < self.max_batch_pairs and not self._closing:
+                if self.max_wait_s > 0 and len(self._heap) < self.max_batch_pairs and not self._closing:
                     self._full.clear()
                     with contextlib.suppress(TimeoutError):
                         async with asyncio.timeout(self.max_wait_s):
@@ -378,11 +437,17 @@ class DynamicBatcher:
             for item in items:
                 self._finish(item.request, error)
             return
-        elapsed = time.perf_counter() - started
+        ended = time.perf_counter()
+        elapsed = ended - started
         m.inference_seconds.observe(elapsed)
         m.pairs_scored.inc(len(items))
         self.healthy = True
-        rate = len(items) / max(elapsed, 1e-6)
+        # Admission plans with the rate the whole pipeline delivers: while a backlog waited, pairs per second
+        # of wall time since the previous pass, which also counts time the next batch spent being tokenized
+        # or waiting for a busy event loop (under overload, those, not the forward pass, set the pace).
+        span = ended - self._last_end if self._backlogged else elapsed
+        self._last_end, self._backlogged = ended, self._live > 0
+        rate = len(items) / max(span, 1e-6)
         self._pairs_per_s = rate if self._pairs_per_s == 0 else 0.8 * self._pairs_per_s + 0.2 * rate
         for item, output in zip(items, outputs, strict=True):
             request = item.request

@@ -265,15 +265,25 @@ class Reranker:
         if cache is not None:
             served.metrics.cache_hits.inc(len(pairs) - len(missing))
             served.metrics.cache_misses.inc(len(missing))
-        served.batcher.admit(len(missing), deadline)
+        # Admitted before tokenizing (an overloaded server spends no CPU on work it refuses), and counted in
+        # the queue while tokenizing, so that admission sees what the tokenizer pool still holds.
+        request = served.batcher.reserve(len(missing), deadline)
         try:  # under overload the tokenizer pool has a queue too: waiting in it past the deadline is pointless
             async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
                 encoded = await self._tokenize(served, [pairs[i] for i in missing], truncation, truncate)
         except TimeoutError:
+            served.batcher.abandon(request, "deadline")
             raise DeadlineExceeded(
                 "the request's deadline passed while its pairs waited to be tokenized; raise timeout_ms or retry"
             ) from None
-        rows = await served.batcher.run(encoded, [len(e) for e in encoded], deadline)
+        except asyncio.CancelledError:
+            served.batcher.abandon(request, "disconnect")
+            raise
+        except BaseException:
+            served.batcher.abandon(request, "")
+            raise
+        served.batcher.enqueue(request, encoded, [len(e) for e in encoded])
+        rows = await served.batcher.wait(request)
         fresh = [CachedScore(row, len(e), e.truncated) for row, e in zip(rows, encoded, strict=True)]
         for i, entry in zip(missing, fresh, strict=True):
             found[i] = entry

@@ -57,15 +57,23 @@ def with_deadline(workload: Workload, timeout_ms: int) -> list[Request]:
     return out
 
 
+# Idle and recovery probes are paced alike: a request after a pause is slower than one right after another
+# (threads and caches go cold; ~2.9 vs ~1.8 ms here), so probes paced differently are not comparable.
+PROBE_GAP_S = 0.05
+
+
+async def probe_ms(client: httpx.AsyncClient) -> float:
+    """One 1-pair /score after a PROBE_GAP_S pause: its latency in ms."""
+    await asyncio.sleep(PROBE_GAP_S)
+    t0 = time.perf_counter()
+    (await client.post("/score", json={"pairs": [PAIR]})).raise_for_status()
+    return (time.perf_counter() - t0) * 1000
+
+
 async def idle_p50(url: str, n: int = 20) -> float:
-    """p50 (ms) of n sequential 1-pair /score requests on one connection."""
+    """p50 (ms) of n paced 1-pair /score requests on one connection."""
     async with httpx.AsyncClient(base_url=url, timeout=30) as client:
-        times = []
-        for _ in range(n):
-            t0 = time.perf_counter()
-            (await client.post("/score", json={"pairs": [PAIR]})).raise_for_status()
-            times.append((time.perf_counter() - t0) * 1000)
-    return statistics.median(times)
+        return statistics.median([await probe_ms(client) for _ in range(n)])
 
 
 async def overload(server: Server, workload: Workload, seconds: float) -> dict[str, Any]:
@@ -119,10 +127,19 @@ async def overload(server: Server, workload: Workload, seconds: float) -> dict[s
                     retry_after.append("retry-after" in r.headers)
                 await asyncio.sleep(0.5)  # 1,000 pairs a time: more often would be a load of its own
 
+    lags: list[float] = []
+
+    async def client_lag() -> None:  # how late the client's own event loop runs: its share of every latency
+        while time.perf_counter() < stop:
+            t0 = time.perf_counter()
+            await asyncio.sleep(0.01)
+            lags.append((time.perf_counter() - t0 - 0.01) * 1000)
+
     histogram_before = await latency_buckets(server.url)
     start = time.perf_counter()
     stop = start + seconds
     prober = asyncio.create_task(probe())
+    lagger = asyncio.create_task(client_lag())
     tasks = []
     sent = 0
     while (now := time.perf_counter()) < stop:
@@ -134,6 +151,7 @@ async def overload(server: Server, workload: Workload, seconds: float) -> dict[s
         await asyncio.sleep(0.005)
     await asyncio.gather(*tasks)
     await prober
+    await lagger
     offered_s = time.perf_counter() - start
     server_side = bucket_quantiles(histogram_before, await latency_buckets(server.url))
     # Recovery: sequential requests until the p50 of the last 5 is back within 1.5x idle (or +2 ms).
@@ -142,13 +160,10 @@ async def overload(server: Server, workload: Workload, seconds: float) -> dict[s
         recent: list[float] = []
         t_end = time.perf_counter()
         while time.perf_counter() - t_end < 30:
-            t0 = time.perf_counter()
-            await client.post("/score", json={"pairs": [PAIR]})
-            recent = [*recent[-4:], (time.perf_counter() - t0) * 1000]
+            recent = [*recent[-4:], await probe_ms(client)]
             if len(recent) == 5 and statistics.median(recent) <= max(1.5 * idle, idle + 2):
                 recovered_s = time.perf_counter() - t_end
                 break
-            await asyncio.sleep(0.05)
     for conn in pool:
         await conn.close()
     accepted.sort()
@@ -165,6 +180,7 @@ async def overload(server: Server, workload: Workload, seconds: float) -> dict[s
         "accepted_p50_ms": round(percentile(accepted, 50), 1),
         "accepted_p99_ms": round(percentile(accepted, 99), 1),
         "server_p50_p99_ms": server_side,
+        "client_loop_lag_p50_p99_ms": [round(percentile(sorted(lags), q), 1) for q in (50, 99)],
         "deadline_ms": DEADLINE_MS,
         "429_with_retry_after": f"{sum(retry_after)}/{len(retry_after)}",
         "rss_before_mb": None,
@@ -275,8 +291,13 @@ def render(result: dict[str, Any]) -> str:
         f"# Reliability run {result['date']}",
         "",
         f"`{result['command']}` on {result['cpus']} CPUs; load average {result['load_before']} before, "
-        f"{result['load_after']} after (1/5/15 min). The machine was shared with other work: latencies are "
-        "upper bounds.",
+        f"{result['load_after']} after (1/5/15 min). "
+        + (
+            "Other work shared the CPUs (1-minute load above 0.5 before the run): latencies are upper bounds."
+            if result["load_before"][0] > 0.5
+            else "Nothing else was running (1-minute load below 0.5 before the run); the load generator and the "
+            "server share the same CPUs."
+        ),
         "",
     ]
     if t:
@@ -296,6 +317,8 @@ def render(result: dict[str, Any]) -> str:
             f"{o['504_before_own_deadline']} / {o['504_after_own_deadline']} |",
             f"| accepted (200) p50 / p99, client side | {o['accepted_p50_ms']} / {o['accepted_p99_ms']} ms |",
             f"| all /score and /rank answers p50 / p99, server side (bucket bound) | {o['server_p50_p99_ms']} ms |",
+            f"| the load generator's own event-loop lag p50 / p99 (part of every client-side latency) | "
+            f"{o.get('client_loop_lag_p50_p99_ms')} ms |",
             f"| 429 carrying Retry-After (side probe) | {o['429_with_retry_after']} |",
             f"| server RSS before / peak | {o['rss_before_mb']} / {o['rss_peak_mb']} MB |",
             f"| idle p50; back within 1.5x of it after the load | {o['idle_p50_ms']} ms; {o['recovered_s']} s |",

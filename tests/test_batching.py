@@ -356,3 +356,51 @@ async def test_a_request_that_would_push_a_waiting_one_past_its_deadline_is_refu
     assert await admitted == [6] * 8
     await blocker
     await batcher.stop()
+
+
+async def test_pairs_still_being_tokenized_count_against_admission() -> None:
+    """A request is admitted before its pairs are tokenized, and from then on they count in the queue: under
+    overload the tokenizer pool holds a queue of its own, and admission that saw only the batcher's queue let
+    requests pile up there, to be refused or run out of time after waiting."""
+    runtime = FakeRuntime()
+    batcher, metrics = make(runtime, max_queue_pairs=4)
+    blocker = await hold(runtime, batcher)
+    tokenizing = batcher.reserve(3, later(10))
+    assert batcher.depth == 3  # nothing is in the queue to run yet; the loop does not spin on it
+    with pytest.raises(Overloaded, match="is full"):
+        await batcher.run([5, 6], [4, 4], later(10))
+    batcher.enqueue(tokenizing, [1, 2, 3], [4, 4, 4])
+    abandoned = batcher.reserve(1, later(10))
+    batcher.abandon(abandoned, "disconnect")  # its client left while it was tokenized: the place is freed
+    assert batcher.depth == 3
+    runtime.gate.set()
+    assert await batcher.wait(tokenizing) == [2, 4, 6]
+    await blocker
+    assert batcher.depth == 0
+    assert value(metrics, "hashrank_pairs_dropped_total", reason="disconnect") == 1
+    await batcher.stop()
+
+
+async def test_every_waiting_request_is_protected_not_only_the_earliest_deadline() -> None:
+    """The request with the earliest deadline may have room to spare while one admitted after it has little:
+    a newcomer is checked against the smallest slack of all waiting requests."""
+    runtime = FakeRuntime(delay_s=0.05)
+    batcher, metrics = make(runtime)
+    assert await batcher.run(list(range(8)), [4] * 8, later(10)) == [2 * i for i in range(8)]  # ~160 pairs/s
+    blocker = await hold(runtime, batcher)
+    earliest = asyncio.create_task(batcher.run([1], [4], later(0.3)))  # 1 pair: done almost at once
+    await asyncio.sleep(0)
+    tight = asyncio.create_task(batcher.run([2] * 40, [4] * 40, later(0.6)))  # ~0.25 s of work, 0.6 s left
+    await asyncio.sleep(0)
+    assert batcher.depth == 41
+    # 40 more pairs would run alongside `tight` (~0.5 s before its last pair): refused, although they would
+    # leave `earliest` in time.
+    with pytest.raises(Overloaded, match="would make a request already waiting miss its deadline"):
+        await batcher.run([3] * 40, [4] * 40, later(30))
+    small = asyncio.create_task(batcher.run([4], [4], later(30)))  # one pair fits in `tight`'s slack
+    await asyncio.sleep(0)
+    assert batcher.depth == 42 and value(metrics, "hashrank_requests_rejected_total") == 1
+    runtime.gate.set()
+    assert await earliest == [2] and await tight == [4] * 40 and await small == [8]
+    await blocker
+    await batcher.stop()

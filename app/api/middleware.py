@@ -139,7 +139,7 @@ class RequestMetrics:
         label = self.route_label(scope)
         in_flight = self.metrics.in_flight.labels(label)
         status = 500  # if the app raises before responding, ServerErrorMiddleware sends a 500
-        started = time.perf_counter()
+        started = scope.setdefault("state", {}).setdefault("received_at", time.monotonic())  # the head's arrival
 
         async def send_status(message: Message) -> None:
             nonlocal status
@@ -154,7 +154,7 @@ class RequestMetrics:
             in_flight.dec()
             model = str(scope.get("state", {}).get("model", ""))
             self.metrics.requests.labels(label, str(status), model).inc()
-            self.metrics.request_seconds.labels(label, model).observe(time.perf_counter() - started)
+            self.metrics.request_seconds.labels(label, model).observe(time.monotonic() - started)
 
 
 # A caller's request id is echoed if it is short printable ASCII (it lands in logs and headers); else ours.
@@ -176,9 +176,10 @@ class RequestId:
         request_id = sent.decode() if _REQUEST_ID.fullmatch(sent) else str(uuid.uuid4())
         state = scope.setdefault("state", {})
         state["request_id"] = request_id
-        state["received_at"] = time.monotonic()  # where the request's deadline starts (deps.timeout_left)
+        # Where the request's deadline and latency start (deps.timeout_left): set when the head was parsed
+        # (app/api/read_timeout.py), else now.
+        started = state.setdefault("received_at", time.monotonic())
         status = 500
-        started = time.perf_counter()
 
         async def send_with_id(message: Message) -> None:
             nonlocal status
@@ -195,6 +196,6 @@ class RequestId:
             access_log.info(
                 '%s - "%s %s%s HTTP/%s" %d %.1fms request_id=%s',
                 *(client, scope["method"], scope["path"], query, scope["http_version"], status),
-                (time.perf_counter() - started) * 1000,
+                (time.monotonic() - started) * 1000,
                 request_id,
             )

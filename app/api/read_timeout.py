@@ -3,11 +3,16 @@ the app, and waits for them forever. A connection that has not sent a complete r
 HASHRANK_READ_TIMEOUT_S of connecting (or of its previous response) gets 408 and is closed; the body's
 deadline is BodyLimit's (app/api/middleware.py). Both count in hashrank_read_timeouts_total.
 
+The head's arrival is also where a request's deadline and its latency metric start (scope state
+"received_at"): under overload a parsed request can wait behind many others before the app is called, and
+that wait is the client's too.
+
 `hashrank serve` passes ReadTimeoutProtocol to uvicorn as its `http` protocol class."""
 
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -33,6 +38,7 @@ class ReadTimeoutProtocol(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         self._disarm()
+        self.scope["state"]["received_at"] = time.monotonic()
         super().on_headers_complete()
 
     def connection_lost(self, exc: Exception | None) -> None:

@@ -71,6 +71,7 @@ def run(args: argparse.Namespace) -> int:
         # open connections (503 beyond it).
         "http": ReadTimeoutProtocol,
         "limit_concurrency": settings.max_connections,
+        "timeout_keep_alive": settings.keep_alive_s,
         # Our access log (app/api/middleware.py RequestId) carries the request id; uvicorn's cannot.
         "access_log": False,
         "log_config": _log_config(),
