@@ -264,11 +264,10 @@ class DynamicBatcher:
         class is one lookup, and a newcomer is checked against every class. Measured before this: with only
         the earliest deadline protected, accepted requests under overload took ~2x the wait planned for them."""
         if self._live + n > self.max_queue_pairs:
-            self._metrics.rejected.inc()
-            raise Overloaded(
+            raise self._refuse(
+                n,
                 f"the queue of model {self.name!r} is full ({self._live} pairs waiting); retry after the "
                 "Retry-After delay or send fewer pairs",
-                retry_after_s=self._retry_after(n),
             )
         for size_class in self._slack.values():
             while size_class.heap and size_class.heap[0][2] not in self._waiting:
@@ -279,22 +278,25 @@ class DynamicBatcher:
         before = self._pairs_before_last(n, n)
         budget = PLAN_SHARE * (deadline - now) * self._pairs_per_s  # pairs that may run before its last
         if self._waiting and before > budget:  # alone, a request always gets its chance
-            self._metrics.rejected.inc()
-            raise Overloaded(
+            raise self._refuse(
+                n,
                 f"model {self.name!r} would not reach these pairs before the request's deadline ({self._live} "
                 f"pairs waiting, ~{before / self._pairs_per_s:.2f} s at the measured rate); retry after the "
                 "Retry-After delay, raise timeout_ms or send fewer pairs",
-                retry_after_s=self._retry_after(n),
             )
         if any(c.heap and c.heap[0][0] - c.charged < min(n, c.largest) for c in self._slack.values()):
-            self._metrics.rejected.inc()
-            raise Overloaded(
+            raise self._refuse(
+                n,
                 f"model {self.name!r} is at capacity: these pairs would make a request already waiting miss "
                 f"its deadline ({self._live} pairs waiting); retry after the Retry-After delay or send fewer "
                 "pairs",
-                retry_after_s=self._retry_after(n),
             )
         return budget - before
+
+    def _refuse(self, n: int, message: str) -> Overloaded:
+        """The 429 for an n-pair request, counted, with a Retry-After from the measured throughput."""
+        self._metrics.rejected.inc()
+        return Overloaded(message, retry_after_s=self._retry_after(n))
 
     def _pairs_before_last(self, queued: int, newcomer: int) -> int:
         """Pairs run before the last of a request's `queued` pairs once a `newcomer`-pair request joins: with
