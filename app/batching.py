@@ -49,9 +49,8 @@ from app.errors import DeadlineExceeded, NotReady, Overloaded, RerankError, Runt
 from app.metrics import ModelMetrics
 from app.runtime.memory import release_free_memory
 
-# Admission plans to finish a request within this share of the time it has left. Fair queuing runs later
-# arrivals alongside everything waiting, and only the earliest deadline is checked against them, so the
-# requests in between need room; so do forward passes slower than the measured average (long pairs).
+# Admission plans to finish a request within this share of the time it has left: room for forward passes
+# slower than the measured average (long pairs) and for the slack bound being an estimate (see admit).
 PLAN_SHARE = 0.75
 # A model's queue must stay empty this long before its freed activations go back to the OS.
 IDLE_TRIM_S = 1.0
@@ -162,7 +161,7 @@ class DynamicBatcher:
                 with contextlib.suppress(asyncio.CancelledError):
                     await self._task
         for entry in self._heap:
-            self._finish(entry.item.request, NotReady("the server is shutting down; retry on another replica"))
+            self._finish(entry.item.request, _shutdown_error())
         self._heap.clear()
         if self._executor is not None:
             self._executor.shutdown(wait=True)
@@ -222,7 +221,7 @@ class DynamicBatcher:
         if len(payloads) != len(request.outputs):
             raise ValueError(f"{len(payloads)} payloads for a request of {len(request.outputs)} pairs")
         if self._closing:
-            self._finish(request, NotReady("the server is shutting down; retry on another replica"))
+            self._finish(request, _shutdown_error())
             return
         start = self._vtime
         for k, i in enumerate(sorted(range(len(payloads)), key=lengths.__getitem__)):
@@ -459,6 +458,10 @@ class DynamicBatcher:
             request.remaining -= 1
             if request.remaining == 0:
                 request.future.set_result(request.outputs)
+
+
+def _shutdown_error() -> NotReady:
+    return NotReady("the server is shutting down; retry on another replica")
 
 
 def _deadline_error() -> DeadlineExceeded:
