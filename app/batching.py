@@ -17,16 +17,10 @@ Continuous batching: when a forward pass ends the next batch is formed at once f
 meanwhile; only an idle batcher waits, at most `max_wait_ms`, for a batch to fill. Forward passes run in
 one worker thread per model; the event loop only forms batches and resolves futures.
 
-Admission: more than `max_queue_pairs` waiting pairs is `Overloaded` (429, with a Retry-After from the
-measured throughput), and so is a request whose pairs the queue would not reach before its deadline at the
-measured throughput (with fair queuing, each waiting request runs at most n pairs before the last of a new
-n-pair request): refusing it at once costs the server nothing, while admitting it would spend tokenization on
-a certain 504 and lengthen every accepted request's wait. A new request is also refused if its pairs would
-push any waiting request past its deadline: fair queuing runs later arrivals alongside the requests already
-waiting, so checking only the newcomer let a burst of them push the admitted ones into 504s (admit() keeps
-each waiting request's slack). Plans use PLAN_SHARE of the time left, for forward passes slower than average.
-A request is admitted (reserve) before its pairs are tokenized and counts in the queue from then on (enqueue
-adds its payloads): under overload the tokenizer pool holds a queue of its own, which admission must see.
+Admission (app/admission.py) decides, before a request's pairs are tokenized, whether they may join the
+queue (else `Overloaded`, 429). A request is admitted (reserve) before tokenizing and counts in the queue from
+then on (enqueue adds its payloads): under overload the tokenizer pool holds a queue of its own, which
+admission must see.
 A request whose deadline passes, or whose waiter is cancelled (the client went away), leaves the queue at once:
 its pairs are counted and never run. A failed forward pass fails every request with a pair in it, with the
 same error.
@@ -38,20 +32,17 @@ import asyncio
 import contextlib
 import heapq
 import logging
-import math
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from app.errors import DeadlineExceeded, NotReady, Overloaded, RerankError, RuntimeFailure
+from app.admission import Admission
+from app.errors import DeadlineExceeded, NotReady, RerankError, RuntimeFailure
 from app.metrics import ModelMetrics
 from app.runtime.memory import release_free_memory
 
-# Admission plans to finish a request within this share of the time it has left: room for forward passes
-# slower than the measured average (long pairs) and for the slack bound being an estimate (see admit).
-PLAN_SHARE = 0.75
 # A model's queue must stay empty this long before its freed activations go back to the OS.
 IDLE_TRIM_S = 1.0
 # Up to this length a batch is limited by its padded tokens alone; longer ones also by their attention size.
@@ -73,15 +64,6 @@ class _Request:
     outputs: list[Any]
     remaining: int  # items not yet delivered
     queued: int  # items not yet taken into a batch (still being tokenized, or waiting in the queue)
-
-
-@dataclass(eq=False, slots=True)
-class _SlackClass:
-    """Waiting requests of one size class (see DynamicBatcher.admit)."""
-
-    largest: int  # the most pairs a request of the class has
-    charged: int = 0  # pairs of slack each of its requests lost to admissions so far (an upper bound)
-    heap: list[tuple[float, int, _Request]] = field(default_factory=list)  # (slack + charged at admission, ...)
 
 
 @dataclass(eq=False, slots=True)
@@ -119,7 +101,7 @@ class DynamicBatcher:
         self.max_batch_tokens = max_batch_tokens
         self._attention_budget = max_batch_tokens * _SHORT
         self.max_wait_s = max_wait_ms / 1000
-        self.max_queue_pairs = max_queue_pairs
+        self._admission = Admission(metrics, name, max_queue_pairs)
         self.max_padding_ratio = max_padding_ratio
         # Pool size when forming a batch: a few batches' worth gives length sorting room to work.
         self._window = max(1, window) * max_batch_pairs
@@ -130,12 +112,6 @@ class DynamicBatcher:
         self._vtime = 0  # highest tag dispatched so far: new requests start their tags here
         self._live = 0  # queued items of requests still waiting (the queue depth)
         self._waiting: set[_Request] = set()  # requests with items still queued
-        # Waiting requests' slack (see admit), by size class: request size's bit length -> _SlackClass.
-        self._slack: dict[int, _SlackClass] = {}
-        self._pairs_per_s = 0.0  # throughput estimate for admission and Retry-After
-        # End of the last forward pass, and whether pairs were left waiting (queued or being tokenized) then.
-        self._last_end = 0.0
-        self._backlogged = False
         self._arrived = asyncio.Event()
         self._full = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -174,7 +150,7 @@ class DynamicBatcher:
     @property
     def pairs_per_s(self) -> float:
         """The measured throughput admission plans with (0 before the first forward pass)."""
-        return self._pairs_per_s
+        return self._admission.pairs_per_s
 
     # ---- submitting ----
 
@@ -203,14 +179,10 @@ class DynamicBatcher:
         if deadline <= now:
             self._metrics.dropped_deadline.inc(n)
             raise _deadline_error()
-        slack = self.admit(n, deadline)
-        self._seq += 1
+        slack = self._admission.admit(n, deadline, self._live, self._waiting)
+        self._admission.register(request, n, slack)
         self._live += n
         self._waiting.add(request)
-        for size_class in self._slack.values():
-            size_class.charged += min(n, size_class.largest)
-        own = self._slack.setdefault(n.bit_length(), _SlackClass(largest=(1 << n.bit_length()) - 1))
-        heapq.heappush(own.heap, (slack + own.charged, self._seq, request))
         self._metrics.queue_depth.set(self._live)
         return request
 
@@ -249,64 +221,6 @@ class DynamicBatcher:
         except asyncio.CancelledError:
             self._finish(request, None, reason="disconnect")
             raise
-
-    def admit(self, n: int, deadline: float) -> float:
-        """Raise Overloaded if n more pairs do not fit the queue, would not be reached before the deadline at
-        the measured throughput, or would push a request already admitted past its own. Returns the new
-        request's slack: how many more pairs may run before its last one and it still finish in time.
-
-        Fair queuing runs every later arrival alongside the requests already waiting, so each admission of n
-        pairs takes min(n, its pairs) of every waiting request's slack, while forward passes use it up no
-        faster than its deadline approaches. Waiting requests are kept in size classes (bit length of their
-        pair count); a class is charged min(n, its largest size) per admission, a bound on what each of its
-        requests lost, and holds (slack at admission + charged until then) in a heap: the smallest slack of a
-        class is one lookup, and a newcomer is checked against every class. Measured before this: with only
-        the earliest deadline protected, accepted requests under overload took ~2x the wait planned for them."""
-        if self._live + n > self.max_queue_pairs:
-            raise self._refuse(
-                n,
-                f"the queue of model {self.name!r} is full ({self._live} pairs waiting); retry after the "
-                "Retry-After delay or send fewer pairs",
-            )
-        for size_class in self._slack.values():
-            while size_class.heap and size_class.heap[0][2] not in self._waiting:
-                heapq.heappop(size_class.heap)  # finished: only waiting requests are protected
-        if self._pairs_per_s <= 0:
-            return math.inf  # nothing measured yet
-        now = time.monotonic()
-        before = self._pairs_before_last(n, n)
-        budget = PLAN_SHARE * (deadline - now) * self._pairs_per_s  # pairs that may run before its last
-        if self._waiting and before > budget:  # alone, a request always gets its chance
-            raise self._refuse(
-                n,
-                f"model {self.name!r} would not reach these pairs before the request's deadline ({self._live} "
-                f"pairs waiting, ~{before / self._pairs_per_s:.2f} s at the measured rate); retry after the "
-                "Retry-After delay, raise timeout_ms or send fewer pairs",
-            )
-        if any(c.heap and c.heap[0][0] - c.charged < min(n, c.largest) for c in self._slack.values()):
-            raise self._refuse(
-                n,
-                f"model {self.name!r} is at capacity: these pairs would make a request already waiting miss "
-                f"its deadline ({self._live} pairs waiting); retry after the Retry-After delay or send fewer "
-                "pairs",
-            )
-        return budget - before
-
-    def _refuse(self, n: int, message: str) -> Overloaded:
-        """The 429 for an n-pair request, counted, with a Retry-After from the measured throughput."""
-        self._metrics.rejected.inc()
-        return Overloaded(message, retry_after_s=self._retry_after(n))
-
-    def _pairs_before_last(self, queued: int, newcomer: int) -> int:
-        """Pairs run before the last of a request's `queued` pairs once a `newcomer`-pair request joins: with
-        fair queuing each waiting request runs at most `queued` of its pairs first (the request itself
-        included when it is waiting), and so does the newcomer."""
-        return sum(min(r.queued, queued) for r in self._waiting) + min(newcomer, queued)
-
-    def _retry_after(self, n: int) -> int:
-        if self._pairs_per_s <= 0:
-            return 1
-        return max(1, min(60, math.ceil((self._live + n) / self._pairs_per_s)))
 
     def _finish(self, request: _Request, error: BaseException | None, reason: str = "") -> None:
         """End a request early: take its items out of the queue count and fail (or cancel) its future."""
@@ -443,13 +357,7 @@ class DynamicBatcher:
         m.inference_seconds.observe(elapsed)
         m.pairs_scored.inc(len(items))
         self.healthy = True
-        # Admission plans with the rate the whole pipeline delivers: while a backlog waited, pairs per second
-        # of wall time since the previous pass, which also counts time the next batch spent being tokenized
-        # or waiting for a busy event loop (under overload, those, not the forward pass, set the pace).
-        span = ended - self._last_end if self._backlogged else elapsed
-        self._last_end, self._backlogged = ended, self._live > 0
-        rate = len(items) / max(span, 1e-6)
-        self._pairs_per_s = rate if self._pairs_per_s == 0 else 0.8 * self._pairs_per_s + 0.2 * rate
+        self._admission.observe_pass(len(items), elapsed, ended, backlog=self._live > 0)
         for item, output in zip(items, outputs, strict=True):
             request = item.request
             if request.future.done():
