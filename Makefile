@@ -67,18 +67,13 @@ train-sts: $(VENV)/.dev-installed
 	$(BIN)/python -m training.train sts-hash-nano --out models/sts-hash-nano
 
 # The reranker (training/recipes/rerank-hash-nano.toml): its teacher caches first (the STS pool's MiniLM/e5
-# embeddings, which train-sts also writes; the cross-encoder teacher's two folds, one per core; SPLADE-tiny,
-# fetched and checksummed, then encoded one shard per core, ~12 min), then both training stages, calibration,
-# the test evaluation and the card.
+# embeddings, which train-sts also writes; the cross-encoder teacher's two folds, one per core), then the
+# training stage (~25 min on one core), calibration, the test evaluation and the card.
 train-rerank: $(VENV)/.dev-installed
 	$(BIN)/python -m training.teachers --teachers minilm,e5
 	$(BIN)/python -m training.cross_teacher --fold 0 --steps 1200 & fold0=$$!; \
 		$(BIN)/python -m training.cross_teacher --fold 1 --steps 1200; fold1=$$?; \
 		wait $$fold0 && test $$fold1 -eq 0
-	$(BIN)/python -m training.teacher_fetch splade-tiny
-	$(BIN)/python -m training.relevance_teacher --shard 0 & shard0=$$!; \
-		$(BIN)/python -m training.relevance_teacher --shard 1; shard1=$$?; \
-		wait $$shard0 && test $$shard1 -eq 0
 	$(BIN)/python -m training.train rerank-hash-nano --out models/rerank-hash-nano
 	$(BIN)/python -m training.calibrate --model models/rerank-hash-nano --task rerank
 	$(BIN)/python -m training.rerank_eval --model models/rerank-hash-nano

@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import gzip
 import json
+import random
 import re
 from dataclasses import dataclass
 
@@ -80,3 +81,24 @@ def questions(split: str, negatives: int = 50, limit: int | None = None) -> list
             )
         )
     return out
+
+
+@dataclass(frozen=True)
+class TrainLists:
+    """Training lists from InsuranceQA train: a question with its correct answers (<= `max_positives`) and
+    `negatives` of its search-engine negatives, drawn from the first `negative_pool` (ordered by retrieval score,
+    so these are the hard ones)."""
+
+    negatives: int = 6
+    negative_pool: int = 100
+    max_positives: int = 2
+
+    def questions(self) -> tuple[InsuranceQuestion, ...]:
+        return load_split("train")
+
+    def sample(self, q: InsuranceQuestion, rng: random.Random) -> tuple[str, list[str], list[int]]:
+        """(question, answers, 0/1 labels): the correct answers first."""
+        texts = answer_texts()
+        pos = rng.sample(q.answers, min(len(q.answers), self.max_positives))
+        neg = rng.sample(q.negatives[: self.negative_pool], self.negatives)
+        return q.text, [texts[a] for a in pos + neg], [1] * len(pos) + [0] * len(neg)

@@ -15,6 +15,7 @@ checkpoint selection on WikiQA dev MAP):
 - Inverse cloze: a sentence of an article as the query, the article without it as the positive passage,
   BM25-near and random passages of other articles as negatives (softmax cross-entropy).
 - Answer-type contrast (`type_contrast_groups`): the gold must lose mass when the wh-word is swapped.
+- InsuranceQA train lists (`insuranceqa_groups`): gold CE + BCE, no teacher.
 A checkpoint (run_dir/last.pt) at every evaluation; a re-run with the same recipe resumes.
 """
 
@@ -71,13 +72,14 @@ def _to_tensors(
 
 
 def list_losses(
-    logits: torch.Tensor, gold: torch.Tensor, teacher: torch.Tensor | None, hp: Hyper
+    logits: torch.Tensor, gold: torch.Tensor, teacher: torch.Tensor | None, hp: Hyper, ce_weight: float | None = None
 ) -> dict[str, torch.Tensor]:
-    """Losses of one query's list: softmax CE on gold (if any positive), KL to the teacher, pointwise BCE."""
+    """Losses of one query's list: softmax CE on gold (if any positive; at ce_weight, default hp.ce_weight), KL
+    to the teacher, pointwise BCE."""
     out: dict[str, torch.Tensor] = {}
     logp = logits.log_softmax(-1)
     if gold.sum() > 0:
-        out["ce"] = -hp.ce_weight * (gold / gold.sum() * logp).sum()
+        out["ce"] = -(hp.ce_weight if ce_weight is None else ce_weight) * (gold / gold.sum() * logp).sum()
     if teacher is not None:
         out["kl"] = teacher_kl(logits, teacher, hp)
     out["bce"] = hp.bce_weight * F.binary_cross_entropy_with_logits(logits, gold)
@@ -158,6 +160,7 @@ def train(
     tok = PairTokenizer.from_dir(tokenizer_dir, hp.train_max_length)
     tok_eval = PairTokenizer.from_dir(tokenizer_dir, hp.max_length)
     tok_ict = PairTokenizer.from_dir(tokenizer_dir, hp.ict_max_length)
+    tok_iqa = PairTokenizer.from_dir(tokenizer_dir, hp.insuranceqa_max_length)
 
     questions = load_wikiqa_train()
     dev = [q for q in load_wikiqa_tsv("dev") if q.has_answer]
@@ -182,7 +185,7 @@ def train(
         opt.load_state_dict(ck["opt"])
         sched.load_state_dict(ck["sched"])
         state = ck["state"]
-        sampler.rng.setstate(ck["rng"])
+        sampler.set_state(ck["sampler"] if "sampler" in ck else {"rng": ck["rng"]})
         torch.set_rng_state(ck["torch_rng"])
         log.info("resumed at step %d (best dev MAP %.4f)", state["step"], state["best_map"])
 
@@ -220,6 +223,11 @@ def train(
             query, passages = sampler.ict_list()
             logits = model(**_to_tensors(tok_ict, [(query, p) for p in passages], "longest_first"))[:, 0]
             losses.append(add("", {"ict": -logits.log_softmax(-1)[0]}))  # the held-out passage is first
+        for _ in range(hp.insuranceqa_groups):
+            query, cands, gold = sampler.insuranceqa_list()
+            logits = model(**_to_tensors(tok_iqa, [(query, c) for c in cands]))[:, 0]
+            parts = list_losses(logits, torch.from_numpy(gold), None, hp, hp.insuranceqa_ce_weight)
+            losses.append(add("iqa_", parts))
         loss = torch.stack(losses).sum() / len(losses)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -250,7 +258,7 @@ def train(
                 "opt": opt.state_dict(),
                 "sched": sched.state_dict(),
                 "state": state,
-                "rng": sampler.rng.getstate(),
+                "sampler": sampler.state(),
                 "torch_rng": torch.get_rng_state(),
                 "hyper": asdict(hp),
                 "config": model.config.to_hf_dict(),

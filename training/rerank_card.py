@@ -84,9 +84,6 @@ def _calibration_lines(model_dir: Path) -> list[str]:
     return [*lines, ""]
 
 
-TEACHERS = {"init": "the first stage's own logits (a frozen copy)", "splade": "SPLADE-tiny's dot products"}
-
-
 def _insuranceqa_lines(ev: dict) -> list[str]:
     """InsuranceQA test beside BM25 and MiniLM, if the evaluation recorded it."""
     iqa = ev.get("insuranceqa")
@@ -110,50 +107,19 @@ def _insuranceqa_lines(ev: dict) -> list[str]:
     return [*lines, ""]
 
 
-def _second_stage_lines(tr: dict) -> list[str]:
-    """The continued training (training.relevance_train) of a two-stage model, with every evaluation it made."""
-    if "init_training" not in tr:
-        return []
-    r = tr["recipe"]
-    views = [k for k in tr["history"][0] if k not in ("step", "loss", "seconds", "selection")]
-    selection = ("the best mean among the evaluations that pass the shipping rule against step 0 is kept"
-                 if r.get("guard") else "the best mean is kept")
-    lines = [
-        f"## Second stage: `{r['name']}` (training/recipes/rerank-hash-nano.toml, trainer training.relevance_train)",
-        "",
-        f"Continues the first stage for {r['steps']:,} steps at lr {r['lr']:g} (warm-up {r['warmup']}, cosine to 0,"
-        f" EMA {r['ema_decay']}): each step {r['wikiqa_lists']} WikiQA article lists, {r['pooled_lists']} WikiQA"
-        f" pooled lists and {r['insuranceqa_lists']} InsuranceQA train lists.",
-        f"Teacher: {TEACHERS.get(r['teacher'], r['teacher'])} on {', '.join(r['teacher_sources'])} lists"
-        f" (KL weight {r['kl_weight']}, gold CE"
-        f" {r['ce_weight']}); InsuranceQA lists on the gold labels (CE 1.0); BCE {r['bce_weight']}.",
-        f"Evaluated every {r['eval_every']} steps; {selection} (step {tr['best_step']}). Wall time"
-        f" {tr['train_seconds'] / 60:.0f} min.",
-        "",
-        "| step | " + " | ".join(views) + " | mean |",
-        "|---|" + "---|" * (len(views) + 1),
-    ]
-    for h in tr["history"]:
-        mark = " (kept)" if h["step"] == tr["best_step"] else ""
-        cells = " | ".join(f"{h[v]:.4f}" for v in views)
-        lines.append(f"| {h['step']}{mark} | {cells} | {h['selection']:.4f} |")
-    return [*lines, ""]
-
-
 def render(model_dir: Path, notes: str) -> str:
     tr = json.loads((model_dir / "training.json").read_text())
     ev = json.loads((model_dir / "eval.json").read_text())
     cfg = json.loads((model_dir / "config.json").read_text())
-    stage1 = tr.get("init_training", tr)  # a two-stage model records its first stage inside
-    hp, wq, pool = stage1["hyper"], ev["wikiqa"], ev["pooled_bm25_top100"]
-    best = stage1["best_step"]
+    hp, wq, pool = tr["hyper"], ev["wikiqa"], ev["pooled_bm25_top100"]
+    best = tr["best_step"]
     lines = [
         f"# {model_dir.name}",
         "",
         "A relevance reranker (cross-encoder) for query–passage pairs: BERT Hash nano"
         f" (H{cfg['hidden_size']}, {cfg['num_hidden_layers']} layers,",
         f"{cfg['num_attention_heads']} heads, FFN {cfg['intermediate_size']}, {cfg['projections']}-d hash codes lifted"
-        f" to {cfg['hidden_size']}), **{stage1['params']:,} parameters**, max_length {hp['max_length']}",
+        f" to {cfg['hidden_size']}), **{tr['params']:,} parameters**, max_length {hp['max_length']}",
         "tokens per pair, sigmoid(logit) score. Same layout as sts-hash-nano; served by `/rank` by default, from",
         "model.int8.onnx (int8 weights, activation scales fixed at export on STS-B/WikiQA train pairs, so a pair's",
         "score does not depend on its batch-mates; `HASHRANK_BACKEND=onnx` serves the fp32 model.onnx).",
@@ -198,11 +164,10 @@ def render(model_dir: Path, notes: str) -> str:
         "",
         *_insuranceqa_lines(ev),
         *_calibration_lines(model_dir),
-        f"{'First stage s' if stage1 is not tr else 'S'}election: WikiQA dev MAP (checked every {hp['eval_every']}"
-        f" steps), best at step {best} of {hp['steps']}: dev MAP {stage1['dev_map']:.4f}, MRR {stage1['dev_mrr']:.4f}.",
+        f"Selection: WikiQA dev MAP (checked every {hp['eval_every']} steps), best at step {best} of {hp['steps']}:"
+        f" dev MAP {tr['dev_map']:.4f}, MRR {tr['dev_mrr']:.4f}.",
         "Full numbers: eval.json, training.json.",
         "",
-        *_second_stage_lines(tr),
         notes.strip(),
         "",
         "## Hyper-parameters (training.json)",
@@ -211,7 +176,7 @@ def render(model_dir: Path, notes: str) -> str:
         "|" + "---|" * len(hp),
         "| " + " | ".join(str(v) for v in hp.values()) + " |",
         "",
-        f"Wall time: {'first-stage ' if stage1 is not tr else ''}training {stage1['train_seconds'] / 60:.0f} min"
+        f"Wall time: training {tr['train_seconds'] / 60:.0f} min"
         " on 1 thread of a 2-core machine shared with other",
         f"jobs; evaluation {ev['eval_seconds'] / 60:.1f} min.",
         "",

@@ -1,4 +1,4 @@
-"""The per-step lists of the WikiQA listwise stage (training.rerank), drawn from WikiQA train.
+"""The per-step lists of the listwise trainer (training.rerank), drawn from WikiQA train and InsuranceQA train.
 
 Each list is (query, candidates, gold, teacher scores); the sampler is deterministic per seed, and its random
 state is checkpointed with the model so a resumed run draws what an uninterrupted one would have.
@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from training import insuranceqa
 from training.rerank_data import BM25Index, Question, cross_scores_path, e5_embed, minilm_embed
 from training.rerank_hyper import Hyper
 
@@ -82,6 +83,19 @@ class ListSampler:
 
             self._load_sentence_queries(bm25, pool_cache or sts_teachers.CACHE_DIR)
         self.rng = random.Random(hp.seed)
+        # InsuranceQA lists draw from their own RNG, so a recipe without them draws exactly what it did before.
+        self.insurance = insuranceqa.TrainLists()
+        self.insurance_questions = self.insurance.questions()[: 20 if smoke else None] if hp.insuranceqa_groups else ()
+        self.insurance_rng = random.Random(hp.seed + 1)
+
+    def state(self) -> dict:
+        """The random state a checkpoint keeps, so a resumed run draws what an uninterrupted one would have."""
+        return {"rng": self.rng.getstate(), "insurance_rng": self.insurance_rng.getstate()}
+
+    def set_state(self, state: dict) -> None:
+        self.rng.setstate(state["rng"])
+        if "insurance_rng" in state:  # checkpoints written before InsuranceQA lists existed lack it
+            self.insurance_rng.setstate(state["insurance_rng"])
 
     def _load_cross_scores(self, cache_dir: Path, smoke: bool) -> None:
         """Per question {sentence row: logit} from every cross-fold*.npz (each question is in one held-out fold),
@@ -184,6 +198,12 @@ class ListSampler:
         gold = np.array([c in pos for c in cands], dtype=np.float32)
         teacher = self.teacher_scores(qi, cands) if hp.pooled_teacher and self.teachers else None
         return q.text, [self.s_texts[c] for c in cands], gold, teacher
+
+    def insuranceqa_list(self) -> tuple[str, list[str], np.ndarray]:
+        """(InsuranceQA train question, its sampled answers, gold)."""
+        q = self.insurance_rng.choice(self.insurance_questions)
+        query, answers, labels = self.insurance.sample(q, self.insurance_rng)
+        return query, answers, np.asarray(labels, dtype=np.float32)
 
     def ict_list(self) -> tuple[str, list[str]]:
         """(query sentence, [positive passage, negative passages...])."""
