@@ -15,7 +15,9 @@ pass costs little: a mixed queue is better run as a few length-homogeneous batch
 
 Continuous batching: when a forward pass ends the next batch is formed at once from what arrived
 meanwhile; only an idle batcher waits, at most `max_wait_ms`, for a batch to fill. Forward passes run in
-one worker thread per model; the event loop only forms batches and resolves futures.
+one worker thread per model, so the event loop keeps serving I/O while they run; only a tiny batch of an
+idle batcher (inline_padded_tokens) runs on the event loop itself, where the thread hand-offs would cost more
+than the pass.
 
 Admission (app/admission.py) decides, before a request's pairs are tokenized, whether they may join the
 queue (else `Overloaded`, 429). A request is admitted (reserve) before tokenizing and counts in the queue from
@@ -47,6 +49,10 @@ from app.runtime.memory import release_free_memory
 IDLE_TRIM_S = 1.0
 # Up to this length a batch is limited by its padded tokens alone; longer ones also by their attention size.
 _SHORT = 128
+# What a served model passes as inline_padded_tokens: a batch of one or two short pairs. Its forward pass
+# (~0.2 ms for one pair here) costs less than the worker's two thread hand-offs, which made a lone 1-pair
+# /score slower than a naive one-call-per-request server.
+INLINE_PADDED_TOKENS = 128
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +99,7 @@ class DynamicBatcher:
         max_queue_pairs: int = 4096,
         max_padding_ratio: float = 1.0,
         window: int = 4,
+        inline_padded_tokens: int = 0,
         name: str = "model",
     ) -> None:
         self._run_batch = run_batch
@@ -105,6 +112,9 @@ class DynamicBatcher:
         self.max_padding_ratio = max_padding_ratio
         # Pool size when forming a batch: a few batches' worth gives length sorting room to work.
         self._window = max(1, window) * max_batch_pairs
+        # A batch of at most this many padded tokens, formed by an idle batcher with nothing else queued, runs
+        # on the event loop instead of the worker thread (0: never).
+        self.inline_padded_tokens = inline_padded_tokens
         self.name = name
 
         self._heap: list[_Entry] = []
@@ -245,7 +255,8 @@ class DynamicBatcher:
     async def _loop(self) -> None:
         ran_since_trim = False
         while True:
-            if not self._heap:  # reserved requests still being tokenized count in _live but cannot run yet
+            was_idle = not self._heap
+            if was_idle:  # reserved requests still being tokenized count in _live but cannot run yet
                 if self._closing:
                     return
                 self._arrived.clear()
@@ -265,7 +276,8 @@ class DynamicBatcher:
                             await self._full.wait()
             batch = self._take_batch()
             if batch:
-                await self._execute(batch)
+                padded = len(batch) * max(item.length for item in batch)
+                await self._execute(batch, inline=was_idle and not self._heap and padded <= self.inline_padded_tokens)
                 ran_since_trim = True
 
     async def _wait_for_work(self, seconds: float) -> bool:
@@ -329,7 +341,7 @@ class DynamicBatcher:
         self._metrics.queue_depth.set(self._live)
         return items
 
-    async def _execute(self, items: list[_Item]) -> None:
+    async def _execute(self, items: list[_Item], inline: bool = False) -> None:
         m = self._metrics
         width = max(item.length for item in items)
         real = sum(item.length for item in items)
@@ -338,10 +350,12 @@ class DynamicBatcher:
         m.batch_padding_ratio.observe(1 - real / (width * len(items)))
         m.batch_tokens.inc(real)
         started = time.perf_counter()
+        payloads = [item.payload for item in items]
         try:
-            outputs = await asyncio.get_running_loop().run_in_executor(
-                self._executor, self._run_batch, [item.payload for item in items]
-            )
+            if inline:
+                outputs = self._run_batch(payloads)
+            else:
+                outputs = await asyncio.get_running_loop().run_in_executor(self._executor, self._run_batch, payloads)
             if len(outputs) != len(items):
                 raise RuntimeFailure(f"batch size mismatch: {len(items)} inputs, {len(outputs)} outputs")
         except Exception as exc:

@@ -27,7 +27,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from app.batching import DynamicBatcher
+from app.batching import INLINE_PADDED_TOKENS, DynamicBatcher
 from app.cache import CachedScore, ScoreCache, model_fingerprint
 from app.chunking import Aggregation, Chunker, aggregate
 from app.errors import DeadlineExceeded, InvalidInput, ModelLoadError, NotReady, PayloadTooLarge, UnknownModel
@@ -92,6 +92,7 @@ class ServedModel:
             max_wait_ms=settings.max_wait_ms,
             max_queue_pairs=settings.max_queue_pairs,
             max_padding_ratio=settings.max_padding_ratio,
+            inline_padded_tokens=INLINE_PADDED_TOKENS,
             name=name,
         )
 

@@ -404,3 +404,32 @@ async def test_every_waiting_request_is_protected_not_only_the_earliest_deadline
     assert await earliest == [2] and await tight == [4] * 40 and await small == [8]
     await blocker
     await batcher.stop()
+
+
+async def test_a_tiny_batch_of_an_idle_batcher_runs_on_the_event_loop_and_anything_else_on_the_worker() -> None:
+    """inline_padded_tokens: a lone 1-pair request skips the worker's two thread hand-offs; a batch over the
+    limit, or one with work queued behind it, still runs on the worker so the event loop keeps serving I/O."""
+    threads: list[int] = []
+
+    class Recording(FakeRuntime):
+        def __call__(self, payloads: list[Any]) -> Sequence[Any]:
+            threads.append(threading.get_ident())
+            return super().__call__(payloads)
+
+    runtime = Recording()
+    batcher, _ = make(runtime, max_wait_ms=0.0, inline_padded_tokens=16)
+    await asyncio.sleep(0.01)  # the batching loop reaches its idle wait
+    loop_thread = threading.get_ident()
+    assert await batcher.run([1], [8], later(5)) == [2]  # 8 padded tokens: inline
+    assert await batcher.run([1, 2], [8, 9], later(5)) == [2, 4]  # 2 x 9 = 18 padded tokens: the worker
+    assert threads == [loop_thread, threads[1]] and threads[1] != loop_thread
+
+    runtime.gate.clear()  # hold the worker so that two small requests queue behind a third
+    held = asyncio.create_task(batcher.run([5] * 3, [8] * 3, later(5)))
+    await asyncio.to_thread(runtime.entered.wait, 5)
+    pending = [asyncio.create_task(batcher.run([k], [8], later(5))) for k in (6, 7)]
+    await asyncio.sleep(0.01)
+    runtime.gate.set()
+    assert await held == [10] * 3 and [await p for p in pending] == [[12], [14]]
+    assert all(t != loop_thread for t in threads[2:])  # none of them found the batcher idle
+    await batcher.stop()
