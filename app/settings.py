@@ -107,6 +107,9 @@ class Settings(BaseSettings):
     # backpressure, and it writes no access log.
     server: Literal["uvicorn", "granian"] = "uvicorn"
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
+    # One access-log line per request at INFO (client, request line, status, ms, request id): written only when
+    # log_level is info or debug, and not at all with access_log false.
+    access_log: bool = True
     # Path prefix when served behind a proxy that strips it (OpenAPI links use it).
     root_path: str = ""
 

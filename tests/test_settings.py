@@ -99,3 +99,12 @@ def test_serve_flags_override_the_environment(monkeypatch: pytest.MonkeyPatch) -
     assert args.log_level == "INFO"
     s = Settings(**serve.overrides_from(args))
     assert (s.port, s.max_batch_pairs, s.warmup, s.models) == (8181, 16, False, {"a": Path("x")})
+
+
+@pytest.mark.parametrize(
+    ("settings", "level"),
+    [({}, "INFO"), ({"log_level": "warning"}, "WARNING"), ({"access_log": False}, "CRITICAL")],
+)
+def test_the_access_log_follows_the_log_level_and_its_switch(settings: dict[str, object], level: str) -> None:
+    config = serve._log_config(Settings(**settings))
+    assert config["loggers"]["hashrank.access"]["level"] == level

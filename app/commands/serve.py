@@ -74,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
         "timeout_keep_alive": settings.keep_alive_s,
         # Our access log (app/api/middleware.py RequestId) carries the request id; uvicorn's cannot.
         "access_log": False,
-        "log_config": _log_config(),
+        "log_config": _log_config(settings),
     }
     if settings.server == "granian":
         return _run_granian(settings, overrides)
@@ -124,12 +124,14 @@ def _run_granian(settings: Settings, overrides: dict[str, Any]) -> int:
     return 0
 
 
-def _log_config() -> dict[str, Any]:
-    """uvicorn's logging config plus the `hashrank.access` logger, printed like uvicorn's own lines."""
+def _log_config(settings: Settings) -> dict[str, Any]:
+    """uvicorn's logging config plus the `hashrank.access` logger, printed like uvicorn's own lines, at the
+    configured level (its lines are INFO: a higher level, or access_log false, silences it)."""
     from uvicorn.config import LOGGING_CONFIG
 
     config = copy.deepcopy(LOGGING_CONFIG)
-    config["loggers"]["hashrank.access"] = {"handlers": ["default"], "level": "INFO", "propagate": False}
+    level = settings.log_level.upper() if settings.access_log else "CRITICAL"
+    config["loggers"]["hashrank.access"] = {"handlers": ["default"], "level": level, "propagate": False}
     return config
 
 

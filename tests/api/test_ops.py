@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import httpx
 import pytest
 
@@ -75,3 +77,18 @@ async def test_openapi_documents_both_routes(client: httpx.AsyncClient) -> None:
     assert {"/score", "/rank", "/health/ready", "/info", "/models", "/metrics"} <= set(spec["paths"])
     assert "429" in spec["paths"]["/score"]["post"]["responses"]
     assert (await client.get("/docs")).status_code == 200
+
+
+async def test_the_access_log_writes_one_line_per_request_only_when_info_is_on(
+    client: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.INFO, logger="hashrank.access"):
+        response = await client.get("/health/live", headers={"X-Request-ID": "trace-7"})
+    lines = [r.getMessage() for r in caplog.records if r.name == "hashrank.access"]
+    assert response.status_code == 200 and len(lines) == 1
+    assert '"GET /health/live HTTP/1.1" 200' in lines[0] and lines[0].endswith("request_id=trace-7")
+
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="hashrank.access"):  # HASHRANK_LOG_LEVEL=warning
+        await client.get("/health/live")
+    assert not [r for r in caplog.records if r.name == "hashrank.access"]
