@@ -15,6 +15,7 @@ from fastapi import APIRouter, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from app.api.errors import install_error_handlers
+from app.api.fast_path import FastPath
 from app.api.middleware import ApiKey, BodyLimit, RequestId, RequestMetrics
 from app.api.openapi import install_openapi
 from app.api.responses import JSONBody
@@ -75,6 +76,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         dialect.install(app)
     routers = [module.router for module in (*ROUTES, *DIALECTS)]
     install_openapi(app, settings)
+    app.add_middleware(FastPath)  # innermost: the body limit and the key are checked before it reads
     app.add_middleware(
         BodyLimit, max_bytes=settings.max_request_bytes, read_timeout_s=settings.read_timeout_s, metrics=metrics
     )

@@ -9,6 +9,7 @@ from app.api.deps import RerankerDep, label_model, timeout_left
 from app.api.disconnect import cancel_on_disconnect
 from app.api.responses import JSONBody
 from app.api.routes import ERROR_RESPONSES
+from app.reranker import Reranker
 from app.schemas import ScoreRequest, ScoreResponse, score_response
 
 router = APIRouter(tags=["scoring"])
@@ -17,6 +18,11 @@ router = APIRouter(tags=["scoring"])
 @router.post("/score", response_model=ScoreResponse, responses=ERROR_RESPONSES)
 async def score(body: ScoreRequest, request: Request, reranker: RerankerDep) -> Response:
     """Scores of the pairs, in order: sigmoid in [0, 1], or logits with raw_scores."""
+    return await score_and_respond(body, request, reranker)
+
+
+async def score_and_respond(body: ScoreRequest, request: Request, reranker: Reranker) -> Response:
+    """The route's work, shared with app.api.fast_path (which reaches it without FastAPI)."""
     model = reranker.resolve(body.model, "score").name
     label_model(request, model)
     result = await cancel_on_disconnect(
