@@ -1,14 +1,15 @@
-"""POST /score and /rank without FastAPI's request machinery, for the requests the routes would accept.
+"""The scoring routes (POST /score, /rank and the TEI and Cohere/Jina dialects' /rerank, /predict,
+/v1/rerank, /v2/rerank) without FastAPI's request machinery, for the requests the routes would accept.
 
 At one core and many 1-pair requests, FastAPI's per-request work (routing, dependency solving, body parsing
 and validation through its field wrappers, the exception-middleware wrappers) cost more CPU than a request's
 share of the batched forward pass: measured on the bench's setup, 1-pair /score at 32 concurrent clients
 went from 0.98x to 1.39x the naive server with this path. This ASGI layer sits inside the middleware stack
 (body limit, API key, request id and metrics still apply) and answers a request whose JSON body the route's
-own model (ScoreRequest / RankRequest) accepts, with the route's own function. Anything else (other paths
-and methods, a body that is not JSON or not valid) goes on to FastAPI untouched, its body replayed: error
-bodies, statuses and OpenAPI come from where they always did. Errors raised while scoring are rendered by
-app.api.errors, as the route's are.
+own model (ScoreRequest, RankRequest, the dialects' request models) accepts, with the route's own
+function. Anything else (other paths and methods, a body that is not JSON or not valid) goes on to FastAPI
+untouched, its body replayed: error bodies, statuses and OpenAPI come from where they always did. Errors
+raised while scoring are rendered by app.api.errors, as the route's are.
 """
 
 from __future__ import annotations
@@ -23,16 +24,22 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.api.errors import ClientDisconnected, from_exception, respond, route_path
+from app.api.routes import compat_cohere, compat_tei
 from app.api.routes.rank import rank_and_respond
 from app.api.routes.score import score_and_respond
 from app.errors import RerankError
 from app.reranker import Reranker
 from app.schemas import RankRequest, ScoreRequest
+from app.schemas_compat import CohereV1Request, CohereV2Request, TeiPredictRequest, TeiRerankRequest
 
 Handler = Callable[[Any, Request, Reranker], Awaitable[Response]]
 ROUTES: dict[str, tuple[type[BaseModel], Handler]] = {
     "/score": (ScoreRequest, score_and_respond),
     "/rank": (RankRequest, rank_and_respond),
+    "/rerank": (TeiRerankRequest, compat_tei.rerank),
+    "/predict": (TeiPredictRequest, compat_tei.predict),
+    "/v1/rerank": (CohereV1Request, compat_cohere.rerank_v1),
+    "/v2/rerank": (CohereV2Request, compat_cohere.rerank_v2),
 }
 
 
