@@ -55,9 +55,6 @@ class Admission:
         self._slack: dict[int, _SlackClass] = {}
         self._order = itertools.count()  # ties in a class's heap: admission order
         self.pairs_per_s = 0.0  # the measured throughput (0 before the first forward pass)
-        # End of the last forward pass, and whether pairs were left waiting (queued or being tokenized) then.
-        self._last_end = 0.0
-        self._backlogged = False
 
     def admit(self, n: int, deadline: float, live: int, waiting: Collection[Waiting]) -> float:
         """Raise Overloaded if n more pairs do not fit the queue (`live` pairs in it), would not be reached
@@ -120,13 +117,9 @@ class Admission:
             return 1
         return max(1, min(60, math.ceil((live + n) / self.pairs_per_s)))
 
-    def observe_pass(self, pairs: int, elapsed: float, ended: float, backlog: bool) -> None:
-        """Update the throughput estimate with a forward pass of `pairs` that took `elapsed` s and ended at
-        `ended` (perf_counter); `backlog`: pairs were still waiting when it ended.
-        Admission plans with the rate the whole pipeline delivers: while a backlog waited, pairs per second of
-        wall time since the previous pass, which also counts time the next batch spent being tokenized or
-        waiting for a busy event loop (under overload, those, not the forward pass, set the pace)."""
-        span = ended - self._last_end if self._backlogged else elapsed
-        self._last_end, self._backlogged = ended, backlog
-        rate = pairs / max(span, 1e-6)
+    def observe_pass(self, pairs: int, elapsed: float) -> None:
+        """Update the throughput estimate with a forward pass of `pairs` that took `elapsed` s: an exponential
+        average of forward-pass rates. (A pipeline rate, wall time between passes while a backlog waited, was
+        tried in a316d8a and removed: on the 30 s overload run it made no difference beyond run-to-run noise.)"""
+        rate = pairs / max(elapsed, 1e-6)
         self.pairs_per_s = rate if self.pairs_per_s == 0 else 0.8 * self.pairs_per_s + 0.2 * rate

@@ -366,12 +366,11 @@ class DynamicBatcher:
             for item in items:
                 self._finish(item.request, error)
             return
-        ended = time.perf_counter()
-        elapsed = ended - started
+        elapsed = time.perf_counter() - started
         m.inference_seconds.observe(elapsed)
         m.pairs_scored.inc(len(items))
         self.healthy = True
-        self._admission.observe_pass(len(items), elapsed, ended, backlog=self._live > 0)
+        self._admission.observe_pass(len(items), elapsed)
         for item, output in zip(items, outputs, strict=True):
             request = item.request
             if request.future.done():
