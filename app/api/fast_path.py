@@ -24,6 +24,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.api.errors import ClientDisconnected, from_exception, respond, route_path
+from app.api.middleware import replaying
 from app.api.routes import compat_cohere, compat_tei
 from app.api.routes.rank import rank_and_respond
 from app.api.routes.score import score_and_respond
@@ -62,7 +63,7 @@ class FastPath:
         body = _parse(messages, model)
         reranker: Reranker | None = scope["app"].state.reranker
         if body is None or reranker is None:
-            await self.app(scope, _replay(messages, receive), send)
+            await self.app(scope, replaying(messages, receive), send)
             return
         try:
             response = await handler(body, Request(scope, receive), reranker)
@@ -89,10 +90,3 @@ def _parse(messages: list[Message], model: type[BaseModel]) -> BaseModel | None:
         return model.model_validate(orjson.loads(b"".join(m.get("body", b"") for m in messages)))
     except (orjson.JSONDecodeError, ValidationError):
         return None
-
-
-def _replay(messages: list[Message], receive: Receive) -> Receive:
-    async def replay() -> Message:
-        return messages.pop(0) if messages else await receive()
-
-    return replay

@@ -87,10 +87,7 @@ class BodyLimit:
             if not message.get("more_body", False):
                 break
 
-        async def replay() -> Message:
-            return messages.pop(0) if messages else await receive()
-
-        await self.app(scope, replay, send)
+        await self.app(scope, replaying(messages, receive), send)
 
     async def _too_slow(self, scope: Scope, receive: Receive, send: Send) -> None:
         self.timeouts.inc()
@@ -106,6 +103,15 @@ class BodyLimit:
             "documents",
         )
         await respond(scope["app"], route_path(scope), error)(scope, receive, send)
+
+
+def replaying(messages: list[Message], receive: Receive) -> Receive:
+    """A receive() that hands out the body messages already read, then the connection's own."""
+
+    async def replay() -> Message:
+        return messages.pop(0) if messages else await receive()
+
+    return replay
 
 
 def _content_length(scope: Scope) -> int | None:
