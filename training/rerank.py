@@ -15,7 +15,7 @@ checkpoint selection on WikiQA dev MAP):
 - Inverse cloze: a sentence of an article as the query, the article without it as the positive passage,
   BM25-near and random passages of other articles as negatives (softmax cross-entropy).
 - Answer-type contrast (`type_contrast_groups`): the gold must lose mass when the wh-word is swapped.
-- InsuranceQA train lists (`insuranceqa_groups`): gold CE + BCE, no teacher.
+- InsuranceQA train lists (`insuranceqa_groups`): gold CE + BCE, with `insuranceqa_teacher` KL to MiniLM cosine.
 A checkpoint (run_dir/last.pt) at every evaluation; a re-run with the same recipe resumes.
 """
 
@@ -224,9 +224,10 @@ def train(
             logits = model(**_to_tensors(tok_ict, [(query, p) for p in passages], "longest_first"))[:, 0]
             losses.append(add("", {"ict": -logits.log_softmax(-1)[0]}))  # the held-out passage is first
         for _ in range(hp.insuranceqa_groups):
-            query, cands, gold = sampler.insuranceqa_list()
+            query, cands, gold, teacher = sampler.insuranceqa_list()
             logits = model(**_to_tensors(tok_iqa, [(query, c) for c in cands]))[:, 0]
-            parts = list_losses(logits, torch.from_numpy(gold), None, hp, hp.insuranceqa_ce_weight)
+            t_scores = None if teacher is None else torch.from_numpy(teacher)
+            parts = list_losses(logits, torch.from_numpy(gold), t_scores, hp, hp.insuranceqa_ce_weight)
             losses.append(add("iqa_", parts))
         loss = torch.stack(losses).sum() / len(losses)
         opt.zero_grad(set_to_none=True)

@@ -84,9 +84,14 @@ class ListSampler:
             self._load_sentence_queries(bm25, pool_cache or sts_teachers.CACHE_DIR)
         self.rng = random.Random(hp.seed)
         # InsuranceQA lists draw from their own RNG, so a recipe without them draws exactly what it did before.
-        self.insurance = insuranceqa.TrainLists()
+        # The smoke run draws from a short negative pool: its teacher then embeds ~300 answers, not 2,000.
+        self.insurance = insuranceqa.TrainLists(negative_pool=12) if smoke else insuranceqa.TrainLists()
         self.insurance_questions = self.insurance.questions()[: 20 if smoke else None] if hp.insuranceqa_groups else ()
         self.insurance_rng = random.Random(hp.seed + 1)
+        self.insurance_query_emb: dict[str, np.ndarray] = {}
+        self.insurance_answer_emb: dict[str, np.ndarray] = {}
+        if self.insurance_questions and hp.insuranceqa_teacher:
+            self._embed_insuranceqa(cache_dir)
 
     def state(self) -> dict:
         """The random state a checkpoint keeps, so a resumed run draws what an uninterrupted one would have."""
@@ -96,6 +101,19 @@ class ListSampler:
         self.rng.setstate(state["rng"])
         if "insurance_rng" in state:  # checkpoints written before InsuranceQA lists existed lack it
             self.insurance_rng.setstate(state["insurance_rng"])
+
+    def _embed_insuranceqa(self, cache_dir: Path) -> None:
+        """MiniLM embeddings (cached) of the InsuranceQA train questions and of every answer their lists can draw
+        (correct answers and the negative pool), keyed by text."""
+        texts = insuranceqa.answer_texts()
+        pool = self.insurance.negative_pool
+        questions = self.insurance_questions
+        q_texts = sorted({q.text for q in questions})
+        a_texts = sorted({texts[a] for q in questions for a in (*q.answers, *q.negatives[:pool])})
+        t0 = time.time()
+        self.insurance_query_emb = dict(zip(q_texts, minilm_embed(q_texts, "iqa-train-q", cache_dir), strict=True))
+        self.insurance_answer_emb = dict(zip(a_texts, minilm_embed(a_texts, "iqa-train-a", cache_dir), strict=True))
+        self.teacher_seconds += time.time() - t0
 
     def _load_cross_scores(self, cache_dir: Path, smoke: bool) -> None:
         """Per question {sentence row: logit} from every cross-fold*.npz (each question is in one held-out fold),
@@ -199,11 +217,15 @@ class ListSampler:
         teacher = self.teacher_scores(qi, cands) if hp.pooled_teacher and self.teachers else None
         return q.text, [self.s_texts[c] for c in cands], gold, teacher
 
-    def insuranceqa_list(self) -> tuple[str, list[str], np.ndarray]:
-        """(InsuranceQA train question, its sampled answers, gold)."""
+    def insuranceqa_list(self) -> tuple[str, list[str], np.ndarray, np.ndarray | None]:
+        """(InsuranceQA train question, its sampled answers, gold, MiniLM cosines or None without the teacher)."""
         q = self.insurance_rng.choice(self.insurance_questions)
         query, answers, labels = self.insurance.sample(q, self.insurance_rng)
-        return query, answers, np.asarray(labels, dtype=np.float32)
+        teacher = None
+        if self.insurance_answer_emb:
+            answer_emb = np.stack([self.insurance_answer_emb[a] for a in answers])
+            teacher = (answer_emb @ self.insurance_query_emb[query]).astype(np.float32)
+        return query, answers, np.asarray(labels, dtype=np.float32), teacher
 
     def ict_list(self) -> tuple[str, list[str]]:
         """(query sentence, [positive passage, negative passages...])."""

@@ -18,6 +18,7 @@ def test_every_shipped_model_has_a_recipe_whose_stages_load() -> None:
     (stage,) = rerank.stages
     hp = stage_settings(stage)
     assert isinstance(hp, Hyper) and hp.steps == 2400 and hp.cross_weight == 1.0 and hp.insuranceqa_groups == 3
+    assert hp.insuranceqa_teacher
     assert stage.init_from == "models/sts-hash-nano"
 
 

@@ -74,13 +74,14 @@ def test_first_stage_trains_every_list_type_resumes_and_reloads(caches: Caches, 
     summary = rerank.train(hp.smoke(6), SHIPPED_START, out, run_dir, caches.wikiqa, caches.pool, smoke=True)
 
     assert [h["step"] for h in summary["history"]] == [3, 6]  # one run of 3 steps, then the resumed 3
-    assert {"kl", "pooled_kl", "sq_kl", "ict", "iqa_ce"} <= set(summary["history"][-1]["loss"])  # every list type
+    assert {"kl", "pooled_kl", "sq_kl", "ict", "iqa_ce", "iqa_kl"} <= set(summary["history"][-1]["loss"])  # every list
     assert any("type" in h["loss"] for h in summary["history"])  # an answered who/when/... question was swapped
     assert summary["hyper"]["cross_weight"] == 1.0 and summary["hyper"]["teacher"] == "minilm+e5"
     assert summary["params"] <= 1_000_000 and 0.0 <= summary["dev_map"] <= 1.0
     for name in ("config.json", "model.safetensors", "tokenizer.json", "vocab.txt"):
         assert (out / name).is_file(), name
     assert list(caches.wikiqa.glob("e5-passage-train-s-*.npy")), "teacher embeddings are cached"
+    assert list(caches.wikiqa.glob("minilm-iqa-train-a-*.npy")), "and the InsuranceQA teacher's"
 
     model = load_model(out)
     assert model.config.model_type == "bert_hash" and model.config.max_length == 256
@@ -102,7 +103,7 @@ def test_the_recipe_trains_and_a_rerun_ships_the_same_weights(caches: Caches, tm
     subprocess.run(cmd, cwd=ROOT, check=True, timeout=600, env=ENV)
     record = json.loads((out / "training.json").read_text())
     assert record["hyper"]["insuranceqa_groups"] == 1 and record["hyper"]["type_contrast_groups"] == 2  # smoke
-    assert {"iqa_ce", "kl"} <= set(record["history"][-1]["loss"])
+    assert {"iqa_ce", "iqa_kl", "kl"} <= set(record["history"][-1]["loss"])
     assert (work / "rerank-v1-iqa" / "model" / "training.json").is_file()
     assert (out / "model.onnx").is_file() and (out / "model.int8.onnx").is_file()
     weights = (out / "model.safetensors").read_bytes()
