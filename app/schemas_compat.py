@@ -97,7 +97,7 @@ class TeiRerankRequest(BaseModel):
 TEXT_PAIR: dict[str, Any] = {"type": "array", "items": {"type": "string"}, "minItems": 2, "maxItems": 2}
 # A cross-encoder scores pairs: a bare string or a list of one text is refused (422), so only pairs are documented.
 PredictInput = Annotated[
-    str | list[str] | list[list[str]],
+    Text | list[Text] | list[list[Text]],  # Text: lone surrogates are refused here, not in the tokenizer
     WithJsonSchema({"anyOf": [TEXT_PAIR, {"type": "array", "items": TEXT_PAIR, "minItems": 1}]}),
 ]
 

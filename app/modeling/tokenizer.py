@@ -57,17 +57,17 @@ class Batch:
 
 
 class PairTokenizer:
-    """Encodes (a, b) pairs; one Rust tokenizer per truncation strategy, so encoding is thread-safe."""
+    """Encodes (a, b) pairs, thread-safe. A BERT-framed vocabulary needs one Rust tokenizer in all (~6 MB each):
+    each text is cut into word pieces alone, and the pair is framed and truncated here, as the tokenizer would;
+    any other template (RoBERTa's, say) keeps one configured tokenizer per truncation strategy."""
 
     def __init__(self, tokenizer: Tokenizer, max_length: int) -> None:
         self.max_length = max_length
         self.pad_id = tokenizer.token_to_id("[PAD]") or 0
-        spec = tokenizer.to_str()
-        self._by_strategy: dict[Truncation, Tokenizer] = {
-            strategy: configured(spec, max_length, strategy) for strategy in ("longest_first", "only_second")
-        }
-        self._pieces = configured(spec)  # single texts, no specials, no truncation
+        self._spec = tokenizer.to_str()
+        self._pieces = configured(self._spec)  # single texts, no specials, no truncation
         self._frame = _bert_frame(self._pieces)
+        self._templated: dict[Truncation, Tokenizer] = {}  # built on first use, only for non-BERT templates
 
     @classmethod
     def from_dir(cls, model_dir: Path, max_length: int) -> PairTokenizer:
@@ -90,10 +90,52 @@ class PairTokenizer:
         """Encode pairs; with truncate=False a pair over max_length raises InvalidInput."""
         if not pairs:
             return []
+        if self._frame is None:
+            return self._encode_templated(pairs, truncation, truncate)
         first = pairs[0][0]
-        if self._frame is not None and len(pairs) > 1 and all(a is first or a == first for a, _ in pairs):
-            return self._encode_shared_first(first, [b for _, b in pairs], truncation, truncate)
-        tokenizer = self._by_strategy[truncation]
+        if len(pairs) > 1 and all(a is first or a == first for a, _ in pairs):
+            # One query and many documents: the query is cut into pieces once, not once per pair.
+            query = self._pieces.encode(first, add_special_tokens=False).ids
+            docs = self._piece_ids([b for _, b in pairs])
+            return [self._framed(i, query, doc, truncation, truncate) for i, doc in enumerate(docs)]
+        pieces = self._piece_ids([text for pair in pairs for text in pair])
+        return [
+            self._framed(i, pieces[2 * i], pieces[2 * i + 1], truncation, truncate) for i in range(len(pairs))
+        ]
+
+    def _piece_ids(self, texts: list[str]) -> list[list[int]]:
+        if len(texts) <= 2:  # encode() on this thread; encode_batch would hand them to the Rayon pool and back
+            return [self._pieces.encode(t, add_special_tokens=False).ids for t in texts]
+        return [e.ids for e in self._pieces.encode_batch(texts, add_special_tokens=False)]
+
+    def _framed(
+        self, i: int, first: list[int], second: list[int], truncation: Truncation, truncate: bool
+    ) -> EncodedPair:
+        """`[CLS] first [SEP] second [SEP]`, cut with the tokenizer's own truncation rule (tests check they match)."""
+        assert self._frame is not None
+        cls_id, sep_id = self._frame
+        n1, n2 = _truncated_lengths(len(first), len(second), self.max_length - 3, truncation)
+        cut = n1 < len(first) or n2 < len(second)
+        if cut and not truncate:
+            raise InvalidInput(
+                f"pair {i} is longer than max_length={self.max_length} tokens and truncate is false",
+                param="truncate",
+            )
+        row = np.empty(n1 + n2 + 3, dtype=np.int64)
+        row[0], row[n1 + 1], row[-1] = cls_id, sep_id, sep_id
+        row[1 : n1 + 1] = first[:n1]
+        row[n1 + 2 : -1] = second[:n2]
+        types = np.zeros(len(row), dtype=np.int64)
+        types[n1 + 2 :] = 1
+        return EncodedPair(row, types, cut)
+
+    def _encode_templated(
+        self, pairs: Sequence[tuple[str, str]], truncation: Truncation, truncate: bool
+    ) -> list[EncodedPair]:
+        """Any post-processor template: the Rust tokenizer frames and truncates the pair itself."""
+        tokenizer = self._templated.get(truncation)
+        if tokenizer is None:  # two threads may both build it: the same tokenizer, the last one kept
+            tokenizer = self._templated[truncation] = configured(self._spec, self.max_length, truncation)
         try:
             # One pair: encode() on this thread; encode_batch would hand it to the Rayon pool and back.
             encodings = [tokenizer.encode(*pairs[0])] if len(pairs) == 1 else tokenizer.encode_batch(list(pairs))
@@ -112,39 +154,6 @@ class PairTokenizer:
                         param="truncate",
                     )
         return out
-
-    def _encode_shared_first(
-        self, first: str, seconds: list[str], truncation: Truncation, truncate: bool
-    ) -> list[EncodedPair]:
-        """encode_pairs for one query and many documents: the query is tokenized once, not once per pair,
-        and the pairs are assembled here with the tokenizer's own truncation rule (tests check they match)."""
-        assert self._frame is not None
-        cls_id, sep_id = self._frame
-        query = self._pieces.encode(first, add_special_tokens=False).ids
-        budget = self.max_length - 3
-        out = []
-        for i, doc in enumerate(self._pieces.encode_batch(seconds, add_special_tokens=False)):
-            ids = doc.ids
-            n1, n2 = _truncated_lengths(len(query), len(ids), budget, truncation)
-            cut = n1 < len(query) or n2 < len(ids)
-            if cut and not truncate:
-                raise InvalidInput(
-                    f"pair {i} is longer than max_length={self.max_length} tokens and truncate is false",
-                    param="truncate",
-                )
-            row = np.empty(n1 + n2 + 3, dtype=np.int64)
-            row[0], row[n1 + 1], row[-1] = cls_id, sep_id, sep_id
-            row[1 : n1 + 1] = query[:n1]
-            row[n1 + 2 : -1] = ids[:n2]
-            types = np.zeros(len(row), dtype=np.int64)
-            types[n1 + 2 :] = 1
-            out.append(EncodedPair(row, types, cut))
-        return out
-
-    def count_tokens(self, texts: Sequence[str]) -> list[int]:
-        """Token counts of single texts without special tokens or truncation (for chunking and limits)."""
-        tok = self._by_strategy["longest_first"]
-        return [len(e.ids) for e in tok.encode_batch(list(texts), add_special_tokens=False)]
 
     def pad(self, pairs: Sequence[EncodedPair]) -> Batch:
         width = max(len(p) for p in pairs)

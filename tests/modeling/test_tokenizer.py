@@ -84,45 +84,48 @@ def test_pad_right_pads_with_a_mask() -> None:
     assert batch.input_ids[1, 5:].tolist() == [PAD, PAD] and batch.token_type_ids[1, 5:].tolist() == [0, 0]
 
 
-def _one_by_one(tok: PairTokenizer, pairs: list[tuple[str, str]], truncation: Truncation) -> list:
-    return [tok.encode_pairs([p], truncation)[0] for p in pairs]  # one pair: Hugging Face's own encode()
+def _by_hugging_face(tok: PairTokenizer, pairs: list[tuple[str, str]], truncation: Truncation) -> list:
+    """The Rust tokenizer's own pair template and truncation, one pair at a time: the reference."""
+    return [tok._encode_templated([p], truncation, True)[0] for p in pairs]
 
 
 @pytest.mark.parametrize("max_length", [8, 13, 24, 64, 512])
 @pytest.mark.parametrize("truncation", ["longest_first", "only_second"])
-def test_shared_query_shortcut_matches_the_tokenizer(data_dir: Path, max_length: int, truncation: Truncation) -> None:
-    """Many documents for one query are assembled by hand (query tokenized once): same ids, types and
-    truncated flags as Hugging Face's pair encoding, across every truncation case."""
+def test_hand_framed_pairs_match_the_tokenizer(data_dir: Path, max_length: int, truncation: Truncation) -> None:
+    """Pairs are framed and truncated by hand from word pieces (one query with many documents, and pairs with
+    different queries): same ids, types and truncated flags as Hugging Face's pair encoding, in every case."""
     tok = PairTokenizer.from_dir(TOKENIZER_DIR, max_length)
-    assert tok._frame is not None, "the BERT template was not recognised: the shortcut would never run"
+    assert tok._frame is not None, "the BERT template was not recognised: pairs would never be framed by hand"
     pairs_b, _ = read_sts_b(data_dir, "train")
     sentences = [a for a, _ in pairs_b[:400]]
     rng = random.Random(max_length)
     for _ in range(12):
         query = " ".join(rng.sample(sentences, rng.choice([1, 1, 2, 6])))
         docs = [" ".join(rng.sample(sentences, rng.choice([1, 2, 5]))) for _ in range(8)] + ["", "x"]
-        pairs = [(query, d) for d in docs]
-        try:
-            expected = _one_by_one(tok, pairs, truncation)
-        except InvalidInput:
-            with pytest.raises(InvalidInput, match="longer than max_length"):
-                tok.encode_pairs(pairs, truncation)
-            continue
-        got = tok.encode_pairs(pairs, truncation)
-        for e, g in zip(expected, got, strict=True):
-            assert g.input_ids.tolist() == e.input_ids.tolist()
-            assert g.token_type_ids.tolist() == e.token_type_ids.tolist()
-            assert g.truncated == e.truncated
+        shared_query = [(query, d) for d in docs]
+        own_queries = [(" ".join(rng.sample(sentences, rng.choice([1, 2]))), d) for d in docs]
+        for pairs in (shared_query, own_queries, shared_query[:1]):
+            try:
+                expected = _by_hugging_face(tok, pairs, truncation)
+            except InvalidInput:
+                with pytest.raises(InvalidInput, match="longer than max_length"):
+                    tok.encode_pairs(pairs, truncation)
+                continue
+            got = tok.encode_pairs(pairs, truncation)
+            for e, g in zip(expected, got, strict=True):
+                assert g.input_ids.tolist() == e.input_ids.tolist()
+                assert g.token_type_ids.tolist() == e.token_type_ids.tolist()
+                assert g.truncated == e.truncated
 
 
-def test_shared_query_shortcut_honours_truncate_false() -> None:
+def test_hand_framing_honours_truncate_false() -> None:
     tok = PairTokenizer.from_dir(TOKENIZER_DIR, 12)
     assert len(tok.encode_pairs([("q", "short"), ("q", "also short")], truncate=False)) == 2
     with pytest.raises(InvalidInput, match="pair 1 is longer"):
         tok.encode_pairs([("q", "short"), ("q", "a much longer document than twelve tokens can hold")], truncate=False)
 
 
-def test_other_pair_templates_skip_the_shortcut(raw: Tokenizer) -> None:
+def test_other_pair_templates_are_framed_by_the_tokenizer(raw: Tokenizer) -> None:
     """A tokenizer that frames pairs differently (RoBERTa-style here) keeps Hugging Face's own encoding."""
     from tokenizers.processors import RobertaProcessing
 
