@@ -17,7 +17,9 @@ Continuous batching: when a forward pass ends the next batch is formed at once f
 meanwhile; only an idle batcher waits, at most `max_wait_ms`, for a batch to fill. Forward passes run in
 one worker thread per model, so the event loop keeps serving I/O while they run; only a tiny batch of an
 idle batcher (inline_padded_tokens) runs on the event loop itself, where the thread hand-offs would cost more
-than the pass.
+than the pass. A tiny request alone in the server (`alone`: one connection, one request; see
+app/api/open_requests.py) does not even queue: enqueue() runs its pass at once, saving the batching loop's two
+wake-ups.
 
 Admission (app/admission.py) decides, before a request's pairs are tokenized, whether they may join the
 queue (else `Overloaded`, 429). A request is admitted (reserve) before tokenizing and counts in the queue from
@@ -100,6 +102,7 @@ class DynamicBatcher:
         max_padding_ratio: float = 1.0,
         window: int = 4,
         inline_padded_tokens: int = 0,
+        alone: Callable[[], bool] = lambda: False,
         name: str = "model",
     ) -> None:
         self._run_batch = run_batch
@@ -115,6 +118,9 @@ class DynamicBatcher:
         # A batch of at most this many padded tokens, formed by an idle batcher with nothing else queued, runs
         # on the event loop instead of the worker thread (0: never).
         self.inline_padded_tokens = inline_padded_tokens
+        # Whether the submitting request is the only one in the server: then a tiny one runs at once, in
+        # enqueue() (nothing could have joined its batch).
+        self._alone = alone
         self.name = name
 
         self._heap: list[_Entry] = []
@@ -127,6 +133,7 @@ class DynamicBatcher:
         self._task: asyncio.Task[None] | None = None
         self._executor: ThreadPoolExecutor | None = None
         self._closing = False
+        self._running = False  # a forward pass is running on the worker thread
         self.healthy = True  # False after a failed forward pass, until one succeeds
 
     # ---- lifecycle ----
@@ -205,6 +212,9 @@ class DynamicBatcher:
         if self._closing:
             self._finish(request, _shutdown_error())
             return
+        if self._can_run_directly(request, lengths):
+            self._run_directly(request, payloads, lengths)
+            return
         start = self._vtime
         for k, i in enumerate(sorted(range(len(payloads)), key=lengths.__getitem__)):
             self._seq += 1
@@ -213,6 +223,31 @@ class DynamicBatcher:
         self._arrived.set()
         if len(self._heap) >= self.max_batch_pairs:
             self._full.set()
+
+    def _can_run_directly(self, request: _Request, lengths: Sequence[int]) -> bool:
+        """A tiny request alone in an idle batcher: nothing queued, nothing being tokenized, no pass running."""
+        return (
+            not self._running
+            and not self._heap
+            and self._alone()
+            and self._live == request.queued
+            and len(lengths) * max(lengths) <= self.inline_padded_tokens
+        )
+
+    def _run_directly(self, request: _Request, payloads: Sequence[Any], lengths: Sequence[int]) -> None:
+        """Its forward pass, here on the event loop, before the caller awaits: the batching loop's two wake-ups
+        (its queue event, then the request's future) cost about as much as the pass itself."""
+        request.enqueued = time.monotonic()
+        if request.deadline <= request.enqueued:
+            self._finish(request, _deadline_error(), reason="deadline")
+            return
+        self._waiting.discard(request)
+        self._live -= request.queued
+        request.queued = 0
+        self._metrics.queue_seconds.observe(0.0)
+        self._metrics.queue_depth.set(self._live)
+        self._metrics.direct_passes.inc()
+        self._forward_here([_Item(request, i, p, n) for i, (p, n) in enumerate(zip(payloads, lengths, strict=True))])
 
     def abandon(self, request: _Request, reason: str) -> None:
         """Give up a reserved request before it was enqueued (reason: "deadline" or "disconnect" for the
@@ -342,6 +377,34 @@ class DynamicBatcher:
         return items
 
     async def _execute(self, items: list[_Item], inline: bool = False) -> None:
+        if inline:
+            self._forward_here(items)
+            return
+        self._observe_batch(items)
+        started = time.perf_counter()
+        self._running = True
+        try:
+            payloads = [item.payload for item in items]
+            outputs = await asyncio.get_running_loop().run_in_executor(self._executor, self._run_batch, payloads)
+        except Exception as exc:
+            self._fail(items, exc)
+            return
+        finally:
+            self._running = False
+        self._deliver(items, outputs, time.perf_counter() - started)
+
+    def _forward_here(self, items: list[_Item]) -> None:
+        """A forward pass on the event loop itself (a tiny batch of an idle batcher)."""
+        self._observe_batch(items)
+        started = time.perf_counter()
+        try:
+            outputs = self._run_batch([item.payload for item in items])
+        except Exception as exc:
+            self._fail(items, exc)
+            return
+        self._deliver(items, outputs, time.perf_counter() - started)
+
+    def _observe_batch(self, items: list[_Item]) -> None:
         m = self._metrics
         width = max(item.length for item in items)
         real = sum(item.length for item in items)
@@ -349,24 +412,21 @@ class DynamicBatcher:
         m.batch_padded_tokens.observe(width * len(items))
         m.batch_padding_ratio.observe(1 - real / (width * len(items)))
         m.batch_tokens.inc(real)
-        started = time.perf_counter()
-        payloads = [item.payload for item in items]
-        try:
-            if inline:
-                outputs = self._run_batch(payloads)
-            else:
-                outputs = await asyncio.get_running_loop().run_in_executor(self._executor, self._run_batch, payloads)
-            if len(outputs) != len(items):
-                raise RuntimeFailure(f"batch size mismatch: {len(items)} inputs, {len(outputs)} outputs")
-        except Exception as exc:
-            log.exception("forward pass of %d pairs failed on model %r", len(items), self.name)
-            m.batch_failures.inc()
-            self.healthy = False
-            error = exc if isinstance(exc, RerankError) else RuntimeFailure("inference failed; see the server log")
-            for item in items:
-                self._finish(item.request, error)
+
+    def _fail(self, items: list[_Item], exc: Exception) -> None:
+        """A failed forward pass fails every request with a pair in it."""
+        log.error("forward pass of %d pairs failed on model %r", len(items), self.name, exc_info=exc)
+        self._metrics.batch_failures.inc()
+        self.healthy = False
+        error = exc if isinstance(exc, RerankError) else RuntimeFailure("inference failed; see the server log")
+        for item in items:
+            self._finish(item.request, error)
+
+    def _deliver(self, items: list[_Item], outputs: Any, elapsed: float) -> None:
+        if len(outputs) != len(items):
+            self._fail(items, RuntimeFailure(f"batch size mismatch: {len(items)} inputs, {len(outputs)} outputs"))
             return
-        elapsed = time.perf_counter() - started
+        m = self._metrics
         m.inference_seconds.observe(elapsed)
         m.pairs_scored.inc(len(items))
         self.healthy = True

@@ -17,6 +17,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from app.api.errors import install_error_handlers
 from app.api.fast_path import FastPath
 from app.api.middleware import ApiKey, BodyLimit, RequestId, RequestMetrics
+from app.api.open_requests import OpenRequests
 from app.api.openapi import install_openapi
 from app.api.responses import JSONBody
 from app.api.routes import compat_cohere, compat_tei, ops, rank, score
@@ -33,6 +34,7 @@ DIALECTS = (compat_tei, compat_cohere)  # TEI, Cohere and Jina routes, each inst
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings if settings is not None else Settings()
     metrics = Metrics()
+    open_requests = OpenRequests()
     use_one_malloc_arena()  # before the tokenizer and inference threads exist
     if usable_cpus() // settings.workers <= 1:
         # One core per worker: the tokenizer's Rayon pool would only add a thread hand-off per request.
@@ -40,7 +42,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        reranker = await asyncio.to_thread(Reranker.load, settings, metrics)
+        reranker = await asyncio.to_thread(Reranker.load, settings, metrics, open_requests.alone)
         reranker.start()
         app.state.reranker = reranker
         warm = asyncio.create_task(_warm_up(reranker))
@@ -68,6 +70,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.metrics = metrics
+    app.state.open_requests = open_requests
     app.state.reranker = None
     install_error_handlers(app)
     for module in ROUTES:

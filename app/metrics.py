@@ -129,6 +129,13 @@ class Metrics:
             registry=r,
         )
         self.pairs_scored = Counter(f"{PREFIX}_pairs_scored", "Pairs scored.", ["model"], registry=r)
+        self.direct_passes = Counter(
+            f"{PREFIX}_direct_passes",
+            "Forward passes of a tiny request alone in the server (one connection, one request), run at once "
+            "instead of queued.",
+            ["model"],
+            registry=r,
+        )
         self.pairs_truncated = Counter(
             f"{PREFIX}_pairs_truncated", "Pairs cut to the model's max_length.", ["model"], registry=r
         )
@@ -190,6 +197,7 @@ class Metrics:
             batch_failures=self.batch_failures.labels(model),
             queue_depth=self.queue_depth.labels(model),
             pairs_scored=self.pairs_scored.labels(model),
+            direct_passes=self.direct_passes.labels(model),
             pairs_truncated=self.pairs_truncated.labels(model),
             dropped_deadline=self.pairs_dropped.labels(model, "deadline"),
             dropped_disconnect=self.pairs_dropped.labels(model, "disconnect"),
@@ -225,6 +233,7 @@ class ModelMetrics:
     batch_failures: Counter
     queue_depth: Gauge
     pairs_scored: Counter
+    direct_passes: Counter
     pairs_truncated: Counter
     dropped_deadline: Counter
     dropped_disconnect: Counter

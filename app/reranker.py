@@ -18,7 +18,7 @@ import logging
 import math
 import struct
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
@@ -72,7 +72,15 @@ class Scores:
 class ServedModel:
     """One loaded model: its scorer, its batcher and its metric children."""
 
-    def __init__(self, name: str, path: Path, scorer: Scorer, metrics: ModelMetrics, settings: Settings) -> None:
+    def __init__(
+        self,
+        name: str,
+        path: Path,
+        scorer: Scorer,
+        metrics: ModelMetrics,
+        settings: Settings,
+        alone: Callable[[], bool] = lambda: False,
+    ) -> None:
         self.name = name
         self.path = path
         self.scorer = scorer
@@ -93,6 +101,7 @@ class ServedModel:
             max_queue_pairs=settings.max_queue_pairs,
             max_padding_ratio=settings.max_padding_ratio,
             inline_padded_tokens=INLINE_PADDED_TOKENS,
+            alone=alone,
             name=name,
         )
 
@@ -144,8 +153,9 @@ class Reranker:
         self.draining = False
 
     @classmethod
-    def load(cls, settings: Settings, metrics: Metrics) -> Reranker:
-        """Load every configured model (blocking: ONNX sessions are built here)."""
+    def load(cls, settings: Settings, metrics: Metrics, alone: Callable[[], bool] = lambda: False) -> Reranker:
+        """Load every configured model (blocking: ONNX sessions are built here). `alone`: whether the calling
+        request is the only one in the server (app/api/open_requests.py), for the batchers' direct lane."""
         paths = settings.resolved_models()
         if not paths:
             raise ModelLoadError(
@@ -159,7 +169,7 @@ class Reranker:
             scorer = Scorer.load(
                 path, settings.backend, threads=settings.resolved_threads(), max_length=settings.max_length
             )
-            models[name] = ServedModel(name, path, scorer, metrics.for_model(name), settings)
+            models[name] = ServedModel(name, path, scorer, metrics.for_model(name), settings, alone)
             metrics.model_info.labels(
                 name, scorer.runtime.backend, str(models[name].parameters or ""), str(scorer.tokenizer.max_length)
             ).set(1)

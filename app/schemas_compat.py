@@ -41,9 +41,7 @@ class TeiError(BaseModel):
 NON_EMPTY: dict[str, Any] = {"minItems": 1}
 # Exactly one of texts/documents is a list (the other absent or null), as _one_list checks.
 _ONE_LIST: dict[str, Any] = {
-    "anyOf": [
-        {"required": [name], "properties": {name: {"type": "array"}}} for name in ("texts", "documents")
-    ],
+    "anyOf": [{"required": [name], "properties": {name: {"type": "array"}}} for name in ("texts", "documents")],
     "not": {"required": ["texts", "documents"], "properties": {n: {"type": "array"} for n in ("texts", "documents")}},
 }
 

@@ -433,3 +433,47 @@ async def test_a_tiny_batch_of_an_idle_batcher_runs_on_the_event_loop_and_anythi
     assert await held == [10] * 3 and [await p for p in pending] == [[12], [14]]
     assert all(t != loop_thread for t in threads[2:])  # none of them found the batcher idle
     await batcher.stop()
+
+
+async def test_a_tiny_request_alone_in_the_server_runs_in_enqueue_and_otherwise_queues() -> None:
+    """alone(): the direct lane. A tiny request that is the only one in the server is scored inside enqueue(),
+    before its caller awaits; while the server holds others, or a pass runs, or the request is over the inline
+    limit, it queues and shares batches as before."""
+    runtime = FakeRuntime()
+    in_server = {"alone": True}
+    batcher, metrics = make(runtime, max_wait_ms=0.0, inline_padded_tokens=16, alone=lambda: in_server["alone"])
+    await asyncio.sleep(0.01)
+
+    request = batcher.reserve(1, later(5))
+    batcher.enqueue(request, [3], [8])
+    assert request.future.done() and await batcher.wait(request) == [6]  # no await between: run in enqueue
+    assert batcher.depth == 0 and value(metrics, "hashrank_pairs_scored_total") == 1
+    assert value(metrics, "hashrank_direct_passes_total") == 1
+
+    big = batcher.reserve(2, later(5))
+    batcher.enqueue(big, [1, 2], [8, 9])  # 18 padded tokens: over the inline limit
+    assert not big.future.done() and await batcher.wait(big) == [2, 4]
+
+    in_server["alone"] = False
+    crowded = batcher.reserve(1, later(5))
+    batcher.enqueue(crowded, [4], [8])
+    assert not crowded.future.done() and await batcher.wait(crowded) == [8]
+
+    in_server["alone"] = True
+    runtime.gate.clear()  # a pass running on the worker: the next tiny request waits for it
+    held = asyncio.create_task(batcher.run([5] * 3, [8] * 3, later(5)))
+    await asyncio.to_thread(runtime.entered.wait, 5)
+    behind = batcher.reserve(1, later(5))
+    batcher.enqueue(behind, [7], [8])
+    assert not behind.future.done()
+    runtime.gate.set()
+    assert await held == [10] * 3 and await batcher.wait(behind) == [14]
+
+    expired = batcher.reserve(1, later(0.05))
+    await asyncio.sleep(0.06)  # its deadline passes while it is "tokenized"
+    batcher.enqueue(expired, [9], [8])
+    with pytest.raises(DeadlineExceeded):
+        await batcher.wait(expired)
+    assert batcher.depth == 0 and [9] not in runtime.batches
+    assert value(metrics, "hashrank_direct_passes_total") == 1  # only the first
+    await batcher.stop()

@@ -36,13 +36,14 @@ async def get_metrics(request: Request) -> Metrics:
 def timeout_left(request: Request, timeout_ms: int | None) -> int | None:
     """The request's timeout_ms (or the server's default) minus the time since its head arrived: under load,
     reading and validating the body waits for the event loop, and that wait counts against the deadline too.
-    A timeout over the limit passes through unchanged, for the reranker to refuse."""
+    A timeout over the limit passes through unchanged, for the reranker to refuse; one already spent is 0 (a 504
+    before any work, however fast the work would be)."""
     received = getattr(request.state, "received_at", None)
     settings: Settings = request.app.state.settings
     if received is None or (timeout_ms is not None and timeout_ms > settings.max_timeout_ms):
         return timeout_ms
     total = timeout_ms if timeout_ms is not None else settings.timeout_ms
-    return max(1, total - int((time.monotonic() - received) * 1000))
+    return max(0, total - int((time.monotonic() - received) * 1000))
 
 
 def label_model(request: Request, name: str) -> None:

@@ -29,6 +29,9 @@ class ReadTimeoutProtocol(HttpToolsProtocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        state = _app_state(self.app)
+        if state is not None:
+            state.open_requests.attach(self.connections, self.tasks)  # the server's, shared by every connection
         self._arm()
 
     def on_message_begin(self) -> None:

@@ -99,9 +99,7 @@ class PairTokenizer:
             docs = self._piece_ids([b for _, b in pairs])
             return [self._framed(i, query, doc, truncation, truncate) for i, doc in enumerate(docs)]
         pieces = self._piece_ids([text for pair in pairs for text in pair])
-        return [
-            self._framed(i, pieces[2 * i], pieces[2 * i + 1], truncation, truncate) for i in range(len(pairs))
-        ]
+        return [self._framed(i, pieces[2 * i], pieces[2 * i + 1], truncation, truncate) for i in range(len(pairs))]
 
     def _piece_ids(self, texts: list[str]) -> list[list[int]]:
         if len(texts) <= 2:  # encode() on this thread; encode_batch would hand them to the Rayon pool and back
