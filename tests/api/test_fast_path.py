@@ -23,8 +23,15 @@ JSON = {"content-type": "application/json", "x-request-id": "same-id"}  # Cohere
 BODIES: list[tuple[str, dict[str, Any]]] = [
     ("/score", {"pairs": [["A man is eating.", "Someone eats food."], {"a": "x", "b": "y"}]}),
     ("/score", {"pairs": [["a", "b"]], "raw_scores": True, "truncation": "only_second", "timeout_ms": 5000}),
-    ("/rank", {"query": "capital of France", "documents": ["Paris", {"text": "Bananas", "id": 7, "tag": "x"}],
-               "top_n": 1, "return_documents": True}),
+    (
+        "/rank",
+        {
+            "query": "capital of France",
+            "documents": ["Paris", {"text": "Bananas", "id": 7, "tag": "x"}],
+            "top_n": 1,
+            "return_documents": True,
+        },
+    ),
     ("/rank", {"query": "q", "documents": ["d " * 400], "max_chunks_per_doc": 3, "chunk_aggregation": "mean"}),
     ("/rerank", {"query": "cats", "texts": ["Cats sleep a lot.", "Stocks fell."], "return_text": True}),
     ("/predict", {"inputs": [["a man eats", "someone is eating"], ["x", "y"]]}),
@@ -93,3 +100,16 @@ async def test_errors_keep_their_status_and_body(
     fast, routed = await both(client, path, content=content)
     assert fast.status_code == routed.status_code == status
     assert fast.json() == routed.json() and fast.headers.get("retry-after") == routed.headers.get("retry-after")
+
+
+def test_every_fast_path_is_a_post_route_with_the_same_body_model(make_settings: Callable[..., Settings]) -> None:
+    """fast_path.ROUTES repeats the routers' paths and body models: this keeps the two from drifting apart (a
+    renamed route or a changed model would otherwise be served by the fast path alone, or not at all)."""
+    from app.api.fast_path import ROUTES
+    from app.main import create_app
+
+    paths = create_app(make_settings()).openapi()["paths"]
+    for path, (model, _) in ROUTES.items():
+        body = paths.get(path, {}).get("post", {}).get("requestBody", {})
+        schema = body.get("content", {}).get("application/json", {}).get("schema", {})
+        assert schema.get("$ref") == f"#/components/schemas/{model.__name__}", (path, schema)
