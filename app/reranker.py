@@ -271,7 +271,7 @@ class Reranker:
         queued for a forward pass (only the missing pairs count against the queue)."""
         cache = served.cache
         keys = cache.keys(pairs, truncation, truncate=truncate) if cache is not None else []
-        found = cache.get_many(keys) if cache is not None else [None] * len(pairs)
+        found: list[CachedScore | None] = cache.get_many(keys) if cache is not None else [None] * len(pairs)
         missing = [i for i, f in enumerate(found) if f is None]
         if cache is not None:
             served.metrics.cache_hits.inc(len(pairs) - len(missing))
