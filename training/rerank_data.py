@@ -1,4 +1,4 @@
-"""Data for the reranker recipe: WikiQA loaders, BM25 helpers and the cached teacher embeddings.
+"""Data for the reranker recipe: WikiQA loaders, BM25 helpers and the cached MiniLM teacher embeddings.
 
 The STS recipe's loaders (training/data.py) cover sentence-pair sets, not WikiQA's question -> candidates
 lists, so the WikiQA parsing lives here; merge later if both grow the same helper.
@@ -245,27 +245,3 @@ def e5_embed(texts: list[str], name: str, kind: str, cache_dir: Path = CACHE_DIR
         return (model.query if kind == "query" else model.passage)(texts)
 
     return _cached_embeddings(cache_dir / f"e5-{kind}-{name}-{_texts_key(texts)}.npy", f"e5 ({name}, {kind})", compute)
-
-
-@functools.cache
-def _mpnet():  # type: ignore[no-untyped-def]
-    import torch
-    from sentence_transformers import SentenceTransformer
-
-    from training.teacher_fetch import MPNET, fetch
-
-    torch.set_num_threads(1)
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    st = SentenceTransformer(str(fetch(MPNET)), device="cpu")
-    st.max_seq_length = 128  # as MiniLM's: nearly every WikiQA sentence fits
-    return st
-
-
-def mpnet_embed(texts: list[str], name: str, cache_dir: Path = CACHE_DIR) -> np.ndarray:
-    """L2-normalised all-mpnet-base-v2 embeddings (N, 768), cached as .npy like minilm_embed (~9.5 WikiQA
-    sentences/s on one core: 21k train texts take ~37 min, once)."""
-    return _cached_embeddings(
-        cache_dir / f"mpnet-{name}-{_texts_key(texts)}.npy",
-        f"mpnet ({name})",
-        lambda: _mpnet().encode(texts, batch_size=64, normalize_embeddings=True, show_progress_bar=False),
-    )

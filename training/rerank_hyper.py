@@ -52,10 +52,6 @@ class Hyper:
     # are its BM25 top-30 among the WikiQA train sentences: KL to the teachers only. WikiQA has 2,118 train
     # questions; these add ~20k more queries of other shapes and topics.
     sentence_query_groups: int = 0
-    # Share of all-mpnet-base-v2 (training.teacher_fetch; trained on ~1B pairs including MS MARCO) in the
-    # bi-encoder mix of the WikiQA question and pooled lists; the other teachers keep the rest in their ratio.
-    # The sentence-query lists keep the STS pool's two teachers (mpnet has no cache of that pool).
-    mpnet_weight: float = 0.0
     # Answer-type contrast: for this many of each step's question lists, the same question asked for another
     # answer type (training.rerank_data.swap_answer_type) must give its gold sentences less of the list's
     # softmax mass, by type_margin nats. Neither teacher reacts to the wh-word (e5's and the cross-encoder's

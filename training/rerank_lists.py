@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from training import insuranceqa
-from training.rerank_data import BM25Index, Question, cross_scores_path, e5_embed, minilm_embed, mpnet_embed
+from training.rerank_data import BM25Index, Question, cross_scores_path, e5_embed, minilm_embed
 from training.rerank_hyper import Hyper
 
 
@@ -52,20 +52,12 @@ class ListSampler:
         if hp.teacher == "minilm+e5":
             q_emb = e5_embed(q_texts, "train-q", "query", cache_dir)[rows]
             self.teachers.append((q_emb, e5_embed(s_texts, "train-s", "passage", cache_dir)))
-        # mpnet is kept apart: the sentence-query lists zip their query embeddings with self.teachers.
-        self.mpnet: tuple[np.ndarray, np.ndarray] | None = None
-        if hp.mpnet_weight > 0:
-            if not self.teachers:
-                raise ValueError("an mpnet share (mpnet_weight) needs a bi-encoder teacher to mix with")
-            self.mpnet = (mpnet_embed(q_texts, "train-q", cache_dir)[rows], mpnet_embed(s_texts, "train-s", cache_dir))
         self.teacher_seconds = time.time() - t0
         # Each teacher's cosine mean/std over every (question, article sentence) pair of train.
         q_of = np.repeat(np.arange(len(questions)), [len(c) for c in self.cand_ids])
         s_of = np.concatenate(self.cand_ids)
-        stats = [(float(c.mean()), float(c.std())) for c in ((qe[q_of] * se[s_of]).sum(1) for qe, se in
-                                                              [*self.teachers, *([self.mpnet] if self.mpnet else [])])]
-        self.teacher_stats = stats[: len(self.teachers)]
-        self.mpnet_stats = stats[-1] if self.mpnet else None
+        cosines = [(qe[q_of] * se[s_of]).sum(1) for qe, se in self.teachers]
+        self.teacher_stats = [(float(c.mean()), float(c.std())) for c in cosines]
         self.cross: list[dict[int, float]] = []
         if hp.cross_weight > 0:
             if not self.teachers:  # the cross-encoder's logits are put on the bi-encoder teacher's scale
@@ -194,24 +186,16 @@ class ListSampler:
     def teacher_scores(self, qi: int, cands: list[int], cross: np.ndarray | None = None) -> np.ndarray:
         """(C,) MiniLM cosines; with two teachers, the e5_weight-weighted mean of their z-scored cosines put
         back on MiniLM's scale (mean and std), so teacher_temp keeps its meaning (e5's cosines sit in a much
-        narrower band); mpnet, if any, takes mpnet_weight of that mix. cross: the held-out cross-encoder logits
-        of these candidates, cross_weight of the mix."""
+        narrower band). cross: the held-out cross-encoder logits of these candidates, cross_weight of the mix."""
         if not self.teachers:
             return np.zeros(len(cands), dtype=np.float32)
-        mpnet = self.mpnet[1][cands] @ self.mpnet[0][qi] if self.mpnet else None
-        return self._mix([se[cands] @ qe[qi] for qe, se in self.teachers], cross, mpnet)
+        return self._mix([se[cands] @ qe[qi] for qe, se in self.teachers], cross)
 
-    def _mix(
-        self, cosines: list[np.ndarray], cross: np.ndarray | None = None, mpnet: np.ndarray | None = None
-    ) -> np.ndarray:
-        """One cosine array per teacher (+ mpnet cosines, + cross-encoder logits) -> the weighted mean of their
-        z-scores on MiniLM's scale."""
+    def _mix(self, cosines: list[np.ndarray], cross: np.ndarray | None = None) -> np.ndarray:
+        """One cosine array per teacher (+ cross-encoder logits) -> the weighted mean of their z-scores on
+        MiniLM's scale."""
         stats = list(self.teacher_stats)
         weights = [1.0] if len(cosines) == 1 else [1 - self.hp.e5_weight, self.hp.e5_weight]
-        if mpnet is not None:
-            assert self.mpnet_stats is not None
-            cosines, stats = [*cosines, mpnet], [*stats, self.mpnet_stats]
-            weights = [w * (1 - self.hp.mpnet_weight) for w in weights] + [self.hp.mpnet_weight]
         if cross is not None:
             cosines, stats = [*cosines, cross], [*stats, self.cross_stats]
             weights = [w * (1 - self.hp.cross_weight) for w in weights] + [self.hp.cross_weight]
