@@ -11,8 +11,8 @@ Serving does not change; rankings do not change (a > 0); thresholds start to mea
     python -m training.calibrate --model DIR --task rerank
     python -m training.calibrate --model DIR --task sts
 
-Not yet a step of the shipped recipes: on today's models it did not earn its place (numbers in the card notes,
-2026-12-04); the relevance model v2 is meant to end with it.
+`make train-rerank` ends with it (the rerank task); `sts-hash-nano` ships uncalibrated (numbers in the card
+notes, 2026-12-04).
 
 Writes the folded model.safetensors, re-exports model.onnx / model.int8.onnx, and writes calibration.json and
 calibration.png (reliability diagram) next to them. Run it once per trained model: it is deterministic, so a
