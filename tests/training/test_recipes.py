@@ -9,10 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import RERANK_MODEL_DIR
 from training.rerank_hyper import Hyper
 from training.train import RECIPES_DIR, load_recipe, stage_settings
-
-REPO = Path(__file__).resolve().parents[2]
 
 
 def test_every_shipped_model_has_a_recipe_whose_stages_load() -> None:
@@ -27,7 +26,7 @@ def test_every_shipped_model_has_a_recipe_whose_stages_load() -> None:
 
 def test_the_shipped_relevance_weights_were_trained_by_the_recipe_on_file() -> None:
     (stage,) = load_recipe("rerank-hash-nano").stages
-    shipped = json.loads((REPO / "models" / "rerank-hash-nano" / "training.json").read_text())["hyper"]
+    shipped = json.loads((RERANK_MODEL_DIR / "training.json").read_text())["hyper"]
     assert shipped == asdict(stage_settings(stage))
 
 
