@@ -8,9 +8,12 @@ with pointwise BCE per domain (domains weighted equally) on every candidate of a
 `list_weight` x the listwise softmax cross-entropy so rankings keep their order, plus `pull` x the squared
 distance to the head it starts from.
 
-Data, training splits only: WikiQA train's answered questions with every sentence of their article, and the
+Data, training splits only, in the shapes the score is judged and served on: WikiQA train's answered questions
+with every sentence of their article; the same questions' BM25 top-`pooled_size` over every WikiQA train
+sentence (the search pipeline's view: mostly other articles' sentences, where topicality decides); and the
 first `insuranceqa_questions` InsuranceQA train questions with their correct answers and first
-`insuranceqa_negatives` negatives (the shape of the InsuranceQA evaluation). The body runs once to cache each
+`insuranceqa_negatives` negatives. Without the pooled lists the refit ranks in-article lists better and
+BM25 results worse (card notes, eleventh stage). The body runs once to cache each
 pair's [CLS] vector; the fit is full-batch Adam over a fixed number of steps on one thread: deterministic.
 """
 
@@ -30,7 +33,7 @@ from torch.nn import functional as F
 from app.modeling.bert_hash import BertHashForSequenceClassification
 from app.modeling.checkpoint import load_model, save_model
 from app.modeling.tokenizer import PairTokenizer
-from training.rerank_data import Question, load_wikiqa_train, load_wikiqa_tsv, map_mrr
+from training.rerank_data import BM25Index, Question, load_wikiqa_train, load_wikiqa_tsv, map_mrr
 
 log = logging.getLogger("training.head_stage")
 
@@ -42,13 +45,15 @@ class HeadHyper:
     lr: float = 3e-3
     pull: float = 0.01  # x squared distance to the starting head (sum over its tensors)
     list_weight: float = 1.0  # x listwise softmax cross-entropy, beside the pointwise BCE
+    pooled_size: int = 100  # BM25 hits per pooled WikiQA list (0: no pooled lists)
     insuranceqa_questions: int = 1000
     insuranceqa_negatives: int = 50
-    max_length: int = 256  # WikiQA pairs (the serving length)
-    insuranceqa_max_length: int = 192  # InsuranceQA pairs (the listwise stage's answer length)
+    # Tokens per pair, both domains: the serving length, so the head is fitted on the vectors it will score
+    # (the listwise stage cut InsuranceQA answers at 192 to save time; many run past it).
+    max_length: int = 256
 
     def smoke(self) -> HeadHyper:
-        return replace(self, steps=5, insuranceqa_questions=10)
+        return replace(self, steps=5, insuranceqa_questions=10, pooled_size=min(self.pooled_size, 20))
 
 
 @dataclass
@@ -126,15 +131,32 @@ def fit_head(head: Head, domains: dict[str, Lists], hp: HeadHyper) -> dict[str, 
         opt.zero_grad(set_to_none=True)
         loss.backward()  # type: ignore[union-attr]
         opt.step()
-    return {k: round(float(v), 5) for k, v in parts.items()}
+    return {k: round(float(v.detach()), 5) for k, v in parts.items()}
+
+
+def pooled_lists(questions: Sequence[Question], size: int) -> list[Question]:
+    """Each answered question's BM25 top-`size` among every distinct sentence of `questions`, labelled 1 where the
+    sentence is one of its own correct ones."""
+    corpus = list(dict.fromkeys(s for q in questions for s in q.sentences))
+    answered = [q for q in questions if q.has_answer]
+    hits, _ = BM25Index(corpus).search([q.text for q in answered], size)
+    out = []
+    for q, row in zip(answered, hits, strict=True):
+        gold = {s for s, label in zip(q.sentences, q.labels, strict=True) if label}
+        sentences = [corpus[i] for i in row]
+        out.append(Question(q.qid, q.text, sentences, [int(s in gold) for s in sentences]))
+    return out
 
 
 def training_questions(hp: HeadHyper, smoke: bool) -> dict[str, list[Question]]:
     from training.insuranceqa import questions as insuranceqa
 
-    wikiqa = [q for q in load_wikiqa_train()[: 40 if smoke else None] if q.has_answer]
-    iqa = insuranceqa("train", negatives=hp.insuranceqa_negatives, limit=hp.insuranceqa_questions)
-    return {"wikiqa": wikiqa, "insuranceqa": iqa}
+    train = load_wikiqa_train()[: 40 if smoke else None]
+    domains = {"wikiqa": [q for q in train if q.has_answer]}
+    if hp.pooled_size:
+        domains["wikiqa_pooled"] = pooled_lists(train, hp.pooled_size)
+    domains["insuranceqa"] = insuranceqa("train", negatives=hp.insuranceqa_negatives, limit=hp.insuranceqa_questions)
+    return domains
 
 
 def dev_map(model: BertHashForSequenceClassification, tok: PairTokenizer, dev: list[Question]) -> float:
@@ -152,19 +174,18 @@ def train(hp: HeadHyper, init_from: Path, out: Path, smoke: bool = False) -> dic
 
     t0 = time.time()
     model = load_model(init_from)
-    toks = {"wikiqa": PairTokenizer.from_dir(get_model_path(), hp.max_length),
-            "insuranceqa": PairTokenizer.from_dir(get_model_path(), hp.insuranceqa_max_length)}
-    domains = {name: cls_vectors(model, toks[name], qs) for name, qs in training_questions(hp, smoke).items()}
+    tok = PairTokenizer.from_dir(get_model_path(), hp.max_length)
+    domains = {name: cls_vectors(model, tok, qs) for name, qs in training_questions(hp, smoke).items()}
     features_seconds = time.time() - t0
     dev = [q for q in load_wikiqa_tsv("dev") if q.has_answer][: 8 if smoke else None]
-    map_before = dev_map(model, toks["wikiqa"], dev)
+    map_before = dev_map(model, tok, dev)
 
     head = Head(model)
     losses = fit_head(head, domains, hp)
     with torch.no_grad():
         model.bert.pooler.dense.load_state_dict(head.pooler.state_dict())
         model.classifier.load_state_dict(head.classifier.state_dict())
-    map_after = dev_map(model, toks["wikiqa"], dev)
+    map_after = dev_map(model, tok, dev)
     log.info("head refit: WikiQA dev MAP %.4f -> %.4f, losses %s", map_before, map_after, losses)
 
     save_model(model, out, tokenizer_dir=get_model_path())
