@@ -46,6 +46,9 @@ class HeadHyper:
     pull: float = 0.01  # x squared distance to the starting head (sum over its tensors)
     list_weight: float = 1.0  # x listwise softmax cross-entropy, beside the pointwise BCE
     pooled_size: int = 100  # BM25 hits per pooled WikiQA list (0: no pooled lists)
+    # x the pooled lists' BCE. Their ~99 negatives a list, mostly easy, pull the logit's scale back to where
+    # the listwise stage left it (card notes, eleventh stage); their listwise CE alone keeps topicality.
+    pooled_bce: float = 1.0
     insuranceqa_questions: int = 1000
     insuranceqa_negatives: int = 50
     # Tokens per pair, both domains: the serving length, so the head is fitted on the vectors it will score
@@ -125,7 +128,8 @@ def fit_head(head: Head, domains: dict[str, Lists], hp: HeadHyper) -> dict[str, 
         parts = {}
         for name, lists in domains.items():
             for k, v in domain_loss(head(lists.cls), lists, hp.list_weight).items():
-                parts[f"{name}_{k}"] = v / len(domains)
+                weight = hp.pooled_bce if (name, k) == ("wikiqa_pooled", "bce") else 1.0
+                parts[f"{name}_{k}"] = weight * v / len(domains)
         parts["pull"] = hp.pull * sum(((p - start[k]) ** 2).sum() for k, p in head.named_parameters())
         loss = sum(parts.values())
         opt.zero_grad(set_to_none=True)

@@ -113,8 +113,10 @@ def _head_lines(head: dict | None) -> list[str]:
     hp, pairs = head["hyper"], head["pairs"]
     return [
         f"Then the head stage (training.head_stage; {hp['scope']} refitted, body frozen, {hp['steps']} full-batch"
-        f" steps, pull {hp['pull']}, list weight {hp['list_weight']}) on {pairs['wikiqa']:,} WikiQA train and"
-        f" {pairs['insuranceqa']:,} InsuranceQA train pairs: WikiQA dev MAP {head['dev_map_before']:.4f} ->"
+        f" steps, pull {hp['pull']}, list weight {hp['list_weight']}) on {pairs['wikiqa']:,} WikiQA train pairs"
+        f" (questions with their articles), {pairs.get('wikiqa_pooled', 0):,} pooled (BM25 top-{hp['pooled_size']}"
+        f" over all train sentences) and {pairs['insuranceqa']:,} InsuranceQA train pairs: WikiQA dev MAP"
+        f" {head['dev_map_before']:.4f} ->"
         f" {head['dev_map']:.4f} (before calibration, which does not change rankings).",
     ]
 

@@ -14,7 +14,8 @@ from app.modeling.checkpoint import load_model
 from app.modeling.tokenizer import PairTokenizer
 from tests.conftest import RERANK_MODEL_DIR
 from training import head_stage
-from training.head_stage import Head, HeadHyper, cls_vectors, domain_loss, fit_head, training_questions
+from training.head_stage import Head, HeadHyper, cls_vectors, domain_loss, fit_head, pooled_lists, training_questions
+from training.rerank_data import load_wikiqa_train
 
 
 @pytest.fixture(scope="module")
@@ -35,6 +36,19 @@ def test_the_head_on_cached_vectors_scores_as_the_whole_model_does() -> None:
         whole = model(*(torch.from_numpy(x) for x in (batch.input_ids, batch.attention_mask, batch.token_type_ids)))
         via_cache = Head(model)(lists.cls)[0, : len(question.sentences)]
     torch.testing.assert_close(via_cache, whole[:, 0], atol=1e-5, rtol=1e-5)
+
+
+def test_pooled_lists_are_bm25_hits_labelled_by_the_questions_own_answers() -> None:
+    train = load_wikiqa_train()[:40]
+    pooled = pooled_lists(train, 20)
+    answered = [q for q in train if q.has_answer]
+    assert [q.qid for q in pooled] == [q.qid for q in answered]
+    corpus = {s for q in train for s in q.sentences}
+    for q, p in zip(answered, pooled, strict=True):
+        gold = {s for s, label in zip(q.sentences, q.labels, strict=True) if label}
+        assert len(p.sentences) == 20 and set(p.sentences) <= corpus
+        assert p.labels == [int(s in gold) for s in p.sentences]
+    assert sum(map(sum, (p.labels for p in pooled))) > 0  # BM25 finds some of the answers among 40 articles
 
 
 def _fit(domains: dict[str, head_stage.Lists], hp: HeadHyper) -> tuple[Head, Head, dict[str, float]]:
@@ -74,7 +88,7 @@ def test_the_stage_writes_a_model_that_records_where_it_started(tmp_path: Path) 
     assert record == json.loads(json.dumps(summary))
     assert record["trainer"] == "head" and record["hyper"]["steps"] == 5
     assert record["previous"] == json.loads((RERANK_MODEL_DIR / "training.json").read_text())
-    assert record["pairs"]["wikiqa"] > 0 and record["pairs"]["insuranceqa"] > 0
+    assert set(record["pairs"]) == {"wikiqa", "wikiqa_pooled", "insuranceqa"} and min(record["pairs"].values()) > 0
     reloaded = load_model(tmp_path / "m")
     original = load_model(RERANK_MODEL_DIR)
     body = [k for k in original.state_dict() if not k.startswith(("bert.pooler.", "classifier."))]
