@@ -107,24 +107,8 @@ def _insuranceqa_lines(ev: dict) -> list[str]:
     return [*lines, ""]
 
 
-def _head_lines(head: dict | None) -> list[str]:
-    if head is None:
-        return []
-    hp, pairs = head["hyper"], head["pairs"]
-    return [
-        f"Then the head stage (training.head_stage; {hp['scope']} refitted, body frozen, {hp['steps']} full-batch"
-        f" steps, pull {hp['pull']}, list weight {hp['list_weight']}) on {pairs['wikiqa']:,} WikiQA train pairs"
-        f" (questions with their articles), {pairs.get('wikiqa_pooled', 0):,} pooled (BM25 top-{hp['pooled_size']}"
-        f" over all train sentences) and {pairs['insuranceqa']:,} InsuranceQA train pairs: WikiQA dev MAP"
-        f" {head['dev_map_before']:.4f} ->"
-        f" {head['dev_map']:.4f} (before calibration, which does not change rankings).",
-    ]
-
-
 def render(model_dir: Path, notes: str) -> str:
-    record = json.loads((model_dir / "training.json").read_text())
-    head = record if record.get("trainer") == "head" else None  # a head stage's record holds the listwise one
-    tr = head["previous"] if head else record
+    tr = json.loads((model_dir / "training.json").read_text())
     ev = json.loads((model_dir / "eval.json").read_text())
     cfg = json.loads((model_dir / "config.json").read_text())
     hp, wq, pool = tr["hyper"], ev["wikiqa"], ev["pooled_bm25_top100"]
@@ -182,7 +166,6 @@ def render(model_dir: Path, notes: str) -> str:
         *_calibration_lines(model_dir),
         f"Selection: WikiQA dev MAP (checked every {hp['eval_every']} steps), best at step {best} of {hp['steps']}:"
         f" dev MAP {tr['dev_map']:.4f}, MRR {tr['dev_mrr']:.4f}.",
-        *_head_lines(head),
         "Full numbers: eval.json, training.json.",
         "",
         notes.strip(),
@@ -193,7 +176,7 @@ def render(model_dir: Path, notes: str) -> str:
         "|" + "---|" * len(hp),
         "| " + " | ".join(str(v) for v in hp.values()) + " |",
         "",
-        f"Wall time: training {(tr['train_seconds'] + (head['train_seconds'] if head else 0)) / 60:.0f} min"
+        f"Wall time: training {tr['train_seconds'] / 60:.0f} min"
         " on 1 thread of a 2-core machine shared with other",
         f"jobs; evaluation {ev['eval_seconds'] / 60:.1f} min.",
         "",

@@ -8,9 +8,7 @@ A recipe is a list of stages run in order, each starting from the model of the s
 from a model directory of the repository. A stage names its trainer:
 - `sts`: training.sts (pair distillation + STS-B fine-tuning); the stage's other keys are its options;
 - `wikiqa-lists`: training.rerank (WikiQA + InsuranceQA listwise); the other keys are training.rerank_hyper.Hyper
-  fields;
-- `head`: training.head_stage (pooler and classifier refitted on training lists, body frozen); the other keys
-  are training.head_stage.HeadHyper fields.
+  fields.
 A key that the trainer does not know is an error, not a silent default. Each stage writes
 <work>/<stage>/model; a stage whose record exists is skipped on a re-run (inside a stage, each trainer resumes
 from its own checkpoints), so a stopped recipe resumes. The last stage's model is copied to --out and exported
@@ -34,8 +32,7 @@ from training.rerank_data import CACHE_DIR, ROOT
 
 RECIPES_DIR = ROOT / "training" / "recipes"
 RUNS_DIR = ROOT / "training" / "runs"
-Trainer = Literal["sts", "wikiqa-lists", "head"]
-TRAINERS = ("sts", "wikiqa-lists", "head")
+Trainer = Literal["sts", "wikiqa-lists"]
 
 
 @dataclass(frozen=True)
@@ -72,7 +69,7 @@ def load_recipe(name_or_path: str | Path) -> Recipe:
     for i, table in enumerate(raw.pop("stage")):
         table = dict(table)
         stage = Stage(table.pop("name"), table.pop("trainer"), table.pop("init_from", None), table)
-        if stage.trainer not in TRAINERS:
+        if stage.trainer not in ("sts", "wikiqa-lists"):
             raise ValueError(f"{path.name}: stage {stage.name!r} names an unknown trainer {stage.trainer!r}")
         if stage.init_from == "previous" and i == 0:
             raise ValueError(f"{path.name}: the first stage has no previous stage to start from")
@@ -87,15 +84,11 @@ def load_recipe(name_or_path: str | Path) -> Recipe:
 
 
 def stage_settings(stage: Stage) -> Any:
-    """The stage's typed parameters: a Hyper, a HeadHyper, or training.sts's argument list."""
+    """The stage's typed parameters: a Hyper, or training.sts's argument list."""
     if stage.trainer == "wikiqa-lists":
         from training.rerank_hyper import Hyper
 
         return Hyper(**stage.settings)
-    if stage.trainer == "head":
-        from training.head_stage import HeadHyper
-
-        return HeadHyper(**stage.settings)
     from training import sts
 
     argv = [f"--{key.replace('_', '-')}={value}" for key, value in stage.settings.items()]
@@ -139,11 +132,6 @@ def _run_stage(stage: Stage, init: Path | None, stage_dir: Path, caches: Caches,
         assert init is not None
         rerank.train(settings.smoke() if smoke else settings, init, model_dir, run_dir, caches.wikiqa,
                      caches.pool, smoke=smoke)
-    elif stage.trainer == "head":
-        from training import head_stage
-
-        assert init is not None
-        head_stage.train(settings.smoke() if smoke else settings, init, model_dir, smoke=smoke)
     else:
         from training import sts
 

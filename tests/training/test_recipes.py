@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import RERANK_MODEL_DIR
-from training.head_stage import HeadHyper
 from training.rerank_hyper import Hyper
 from training.train import RECIPES_DIR, load_recipe, stage_settings
 
@@ -19,18 +18,16 @@ def test_every_shipped_model_has_a_recipe_whose_stages_load() -> None:
     names = sorted(p.stem for p in RECIPES_DIR.glob("*.toml"))
     assert names == ["rerank-hash-nano", "sts-hash-nano"]
     rerank = load_recipe("rerank-hash-nano")
-    listwise, head = rerank.stages
-    hp = stage_settings(listwise)
+    (stage,) = rerank.stages
+    hp = stage_settings(stage)
     assert isinstance(hp, Hyper) and hp.insuranceqa_teacher and hp.cross_weight == 1.0
-    assert listwise.init_from == "models/sts-hash-nano"
-    assert isinstance(stage_settings(head), HeadHyper) and head.init_from == "previous"
+    assert stage.init_from == "models/sts-hash-nano"
 
 
 def test_the_shipped_relevance_weights_were_trained_by_the_recipe_on_file() -> None:
-    listwise, head = load_recipe("rerank-hash-nano").stages
-    shipped = json.loads((RERANK_MODEL_DIR / "training.json").read_text())
-    assert shipped["trainer"] == "head" and shipped["hyper"] == asdict(stage_settings(head))
-    assert shipped["previous"]["hyper"] == asdict(stage_settings(listwise))
+    (stage,) = load_recipe("rerank-hash-nano").stages
+    shipped = json.loads((RERANK_MODEL_DIR / "training.json").read_text())["hyper"]
+    assert shipped == asdict(stage_settings(stage))
 
 
 def _write(tmp_path: Path, stage: str) -> Path:

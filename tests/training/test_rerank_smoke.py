@@ -102,11 +102,9 @@ def test_the_recipe_trains_and_a_rerun_ships_the_same_weights(caches: Caches, tm
            str(work), "--pool-cache", str(caches.pool), "--wikiqa-cache", str(caches.wikiqa)]
     subprocess.run(cmd, cwd=ROOT, check=True, timeout=600, env=ENV)
     record = json.loads((out / "training.json").read_text())
-    assert record["trainer"] == "head" and record["hyper"]["steps"] == 5  # the last stage, on its smoke budget
-    listwise = record["previous"]
-    assert listwise["hyper"]["insuranceqa_groups"] == 1 and listwise["hyper"]["type_contrast_groups"] == 2
-    assert {"iqa_ce", "iqa_kl", "kl"} <= set(listwise["history"][-1]["loss"])
-    assert listwise == json.loads((work / "rerank-v1-iqa" / "model" / "training.json").read_text())
+    assert record["hyper"]["insuranceqa_groups"] == 1 and record["hyper"]["type_contrast_groups"] == 2  # smoke
+    assert {"iqa_ce", "iqa_kl", "kl"} <= set(record["history"][-1]["loss"])
+    assert (work / "rerank-v1-iqa" / "model" / "training.json").is_file()
     assert (out / "model.onnx").is_file() and (out / "model.int8.onnx").is_file()
     weights = (out / "model.safetensors").read_bytes()
 
