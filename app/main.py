@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 from collections.abc import AsyncIterator
@@ -109,3 +110,9 @@ async def _warm_up(reranker: Reranker) -> None:
         await reranker.warm_up()
     except Exception:  # stays not ready; the log says why
         log.exception("warm-up failed; /health/ready stays 503")
+        return
+    # What startup built (modules, FastAPI's schemas, the models: ~77k objects) lives as long as the process:
+    # out of the collector's sight, a full collection no longer walks it. Under 1-pair /score at c=32 each one
+    # had stopped the event loop for ~25 ms (p99 37.5 -> 32 ms with this).
+    gc.collect()
+    gc.freeze()

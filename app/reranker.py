@@ -95,7 +95,7 @@ class ServedModel:
         self.batcher = DynamicBatcher(
             self.run_batch,
             metrics,
-            max_batch_pairs=settings.max_batch_pairs,
+            max_batch_pairs=settings.resolved_max_batch_pairs(),
             max_batch_tokens=settings.max_batch_tokens,
             max_wait_ms=settings.max_wait_ms,
             max_queue_pairs=settings.max_queue_pairs,
@@ -187,7 +187,7 @@ class Reranker:
         s = self.settings
         for served in self.models.values():
             if s.warmup:
-                await asyncio.to_thread(served.warm_up, s.max_batch_pairs, s.max_batch_tokens)
+                await asyncio.to_thread(served.warm_up, s.resolved_max_batch_pairs(), s.max_batch_tokens)
             else:
                 served.warmed = True
             log.info("model %r is warm", served.name)

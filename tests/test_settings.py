@@ -24,8 +24,14 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_defaults() -> None:
     s = Settings()
     assert (s.host, s.port, s.backend, s.workers) == ("0.0.0.0", 8080, "onnx-int8", 1)
-    assert (s.max_batch_pairs, s.max_batch_tokens, s.max_wait_ms) == (32, 32 * 128, 0.0)
+    assert (s.max_batch_pairs, s.max_batch_tokens, s.max_wait_ms) == (None, 32 * 128, 0.0)
     assert s.models == {}
+
+
+@pytest.mark.parametrize(("threads", "pairs"), [(1, 16), (2, 32), (4, 32)])
+def test_batch_pairs_default_follows_the_threads_of_a_pass(threads: int, pairs: int) -> None:
+    assert Settings(threads=threads).resolved_max_batch_pairs() == pairs
+    assert Settings(threads=threads, max_batch_pairs=8).resolved_max_batch_pairs() == 8
 
 
 @pytest.mark.parametrize(

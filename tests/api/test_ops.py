@@ -42,7 +42,7 @@ async def test_info_and_models(client: httpx.AsyncClient) -> None:
     info = (await client.get("/info")).json()
     assert info["name"] == "hashrank" and info["ready"] is True
     assert info["default_score_model"] == info["default_rank_model"] == STS
-    assert info["limits"]["max_batch_pairs"] == 32 and info["limits"]["max_pairs_per_request"] == 1000
+    assert info["limits"]["max_batch_pairs"] == 16 and info["limits"]["max_pairs_per_request"] == 1000
     (model,) = (await client.get("/models")).json()["models"]
     assert model["name"] == STS and model["backend"] == "onnx-int8" and model["max_length"] == 256
     assert 0 < model["parameters"] < 2_000_000 and model["ready"] is True

@@ -167,7 +167,7 @@ def tei_info(reranker: Reranker | None, settings: Settings) -> dict[str, Any]:
         "max_concurrent_requests": settings.max_queue_pairs,
         "max_input_length": served.scorer.tokenizer.max_length if served is not None else None,
         "max_batch_tokens": settings.max_batch_tokens,
-        "max_batch_requests": settings.max_batch_pairs,
+        "max_batch_requests": settings.resolved_max_batch_pairs(),
         "max_client_batch_size": settings.max_pairs_per_request,
         "auto_truncate": AUTO_TRUNCATE,
         "tokenization_workers": settings.tokenize_threads,

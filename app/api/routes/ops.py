@@ -81,7 +81,7 @@ async def info(request: Request, settings: SettingsDep) -> Response:
         "limits": {
             "max_pairs_per_request": settings.max_pairs_per_request,
             "max_request_bytes": settings.max_request_bytes,
-            "max_batch_pairs": settings.max_batch_pairs,
+            "max_batch_pairs": settings.resolved_max_batch_pairs(),
             "max_batch_tokens": settings.max_batch_tokens,
             "max_padding_ratio": settings.max_padding_ratio,
             "max_wait_ms": settings.max_wait_ms,
