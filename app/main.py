@@ -113,6 +113,6 @@ async def _warm_up(reranker: Reranker) -> None:
         return
     # What startup built (modules, FastAPI's schemas, the models: ~77k objects) lives as long as the process:
     # out of the collector's sight, a full collection no longer walks it. Under 1-pair /score at c=32 each one
-    # had stopped the event loop for ~25 ms (p99 37.5 -> 32 ms with this).
+    # had stopped the event loop for ~25 ms (p99 35.5 -> 28.7 ms with this, loadtest/README.md).
     gc.collect()
     gc.freeze()
